@@ -1,0 +1,112 @@
+"""Parse the message with stdlib `email` and sort its MIME leaves into body parts and attachments.
+
+Body parts (R4a) are the text/plain and text/html alternatives, images the HTML references by
+`cid:`, and the S/MIME signature: scanned with the whole message, not listed as attachments.
+Every other leaf is an attachment, a forwarded mail (message/rfc822) included: we do not descend
+into it, so it is classified as one opaque attachment of a kind that is not allowed.
+
+mail-parser is not used for bodies: it returns 7-bit ISO-2022-JP bodies undecoded (LESSONS).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import re
+from collections.abc import Iterator
+from email.message import Message
+
+from daemon.decode import decode_filename, decode_header, part_text
+from daemon.model import MALFORMED, BodyPart, Part, Work
+
+# A header block starts with a field name and a colon (an mbox "From " line is tolerated).
+_FIRST_FIELD = re.compile(rb"^(From [^\r\n]*\r?\n)?[!-9;-~]+[ \t]*:")
+_CID = re.compile(r"cid:([^\"'\s>)]+)", re.IGNORECASE)
+SIGNATURE_TYPES = {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+
+
+def looks_like_mail(raw: bytes) -> bool:
+    head = raw[:65536]
+    end = min(i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n"), len(head)) if i != -1)
+    return bool(_FIRST_FIELD.match(head)) and b"\0" not in head[:end]
+
+
+def leaves(msg: Message) -> Iterator[Message]:
+    """MIME leaves in order, without descending into message/rfc822 (it is one attachment)."""
+    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+        for sub in msg.get_payload() or []:
+            if isinstance(sub, Message):
+                yield from leaves(sub)
+    else:
+        yield msg
+
+
+def _is_attachment_disposition(part: Message) -> bool:
+    disp = (part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
+    return disp == "attachment"
+
+
+def _content_id(part: Message) -> str | None:
+    cid = part.get("Content-ID")
+    return str(cid).strip().strip("<>").strip() if cid else None
+
+
+def parse_message(work: Work) -> None:
+    raw = work.arrival.raw
+    if not looks_like_mail(raw):
+        work.add_reason(MALFORMED)
+        work.done = True
+        return
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if not msg.keys():
+        work.add_reason(MALFORMED)
+        work.done = True
+        return
+    work.message = msg
+    work.message_id = str(msg.get("Message-ID", "")).strip() or None
+    if msg.get("From") is not None:
+        _name, addr = email.utils.parseaddr(decode_header(msg.get("From", "")).text)
+        work.from_address = addr or None
+    if msg.get("Subject") is not None:
+        work.subject = decode_header(msg.get("Subject", "")).text
+    work.defects = sorted({d.__class__.__name__ for p in msg.walk() for d in getattr(p, "defects", [])})
+
+    all_leaves = list(leaves(msg))
+    # The cid: references of the HTML bodies decide which images are inline (R4a).
+    referenced: set[str] = set()
+    for leaf in all_leaves:
+        if leaf.get_content_type() == "text/html" and not _is_attachment_disposition(leaf):
+            referenced.update(m.lower() for m in _CID.findall(part_text(leaf).text))
+
+    position = 0
+    for leaf in all_leaves:
+        ctype = leaf.get_content_type()
+        named = decode_filename(leaf)
+        filename = named.text if named else None
+        attached = _is_attachment_disposition(leaf) or filename is not None
+        if ctype in ("text/plain", "text/html") and not attached:
+            work.body_parts.append(BodyPart("text" if ctype == "text/plain" else "html", leaf))
+            continue
+        cid = _content_id(leaf)
+        if leaf.get_content_maintype() == "image" and cid and cid.lower() in referenced:
+            work.body_parts.append(BodyPart("inline", leaf))
+            continue
+        if ctype in SIGNATURE_TYPES:
+            work.body_parts.append(BodyPart("signature", leaf))
+            continue
+        if ctype == "message/rfc822" or leaf.is_multipart():
+            data = leaf.as_bytes() if leaf.is_multipart() else _rfc822_bytes(leaf)
+        else:
+            data = leaf.get_payload(decode=True) or b""
+        position += 1
+        work.attachments.append(Part(position=position, data=data, filename=filename, declared_mime=ctype,
+                                     forwarded=ctype == "message/rfc822"))
+
+
+def _rfc822_bytes(leaf: Message) -> bytes:
+    payload = leaf.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0].as_bytes()
+    data = leaf.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""

@@ -1,0 +1,161 @@
+"""Records: find the prior record of an arrival, write the outcome durably, and render the JSON contract.
+
+`commit_outcome` is the one place where "raw bytes durable before the record, record committed
+before the acknowledgement" is spelled out: the caller acknowledges (IMAP move, SMTP 250) only after
+it returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from daemon.model import DUPLICATE, QUARANTINED, Work
+from daemon.store.db import JST, Attachment, Event, Message, now_utc
+from daemon.store.raw import RawStore
+
+
+def find_by_source_key(session: Session, arrival_imap: dict[str, Any] | None) -> Message | None:
+    if not arrival_imap:
+        return None
+    return session.scalars(
+        select(Message).where(
+            Message.imap_account == arrival_imap["account"],
+            Message.imap_mailbox == arrival_imap["mailbox"],
+            Message.imap_uidvalidity == arrival_imap["uidvalidity"],
+            Message.imap_uid == arrival_imap["uid"],
+        )
+    ).first()
+
+
+def find_first_by_content(session: Session, content_id: str) -> Message | None:
+    """The first record of this content that is not itself a duplicate."""
+    return session.scalars(
+        select(Message)
+        .where(Message.content_id == content_id, Message.status != DUPLICATE)
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
+
+
+def commit_outcome(
+    sessions: sessionmaker[Session],
+    raw_store: RawStore,
+    work: Work,
+    status: str,
+    existing_id: int | None,
+    action: str,
+    duplicate_of: int | None = None,
+    attempts: int | None = None,
+    last_error: str | None = None,
+    quarantine_raw: bool = False,
+) -> int:
+    """Store the raw bytes (fsync'd), then insert or update the record and its event in one transaction."""
+    quarantined = status == QUARANTINED or quarantine_raw
+    raw_area: str | None = None
+    if work.sha256 is not None:
+        raw_store.put(work.arrival.raw, quarantined=quarantined)
+        raw_area = "quarantine" if quarantined else "raw"
+
+    with sessions.begin() as session:
+        if existing_id is not None:
+            msg = session.get(Message, existing_id, options=[selectinload(Message.attachments)])
+            if msg is None:
+                raise LookupError(f"record {existing_id} vanished")
+            msg.attachments.clear()
+            session.flush()
+        else:
+            msg = Message(source=work.arrival.source, attempts=0)
+            session.add(msg)
+        imap = work.arrival.imap or {}
+        msg.status = status
+        msg.duplicate_of = duplicate_of
+        msg.duplicate_text_of = work.duplicate_text_of
+        msg.reasons = list(work.reasons)
+        msg.flags = list(work.flags)
+        assert work.received_at is not None
+        msg.received_at = work.received_at
+        msg.received_source = work.received_source or "unknown"
+        msg.size = work.size
+        msg.sha256 = work.sha256
+        msg.content_id = work.content_id
+        msg.message_id = work.message_id
+        msg.virus = work.virus
+        msg.raw_area = raw_area
+        msg.from_address = work.from_address
+        msg.subject = work.subject
+        msg.defects = list(work.defects)
+        msg.result = dict(work.result)
+        if imap:
+            msg.imap_account = imap.get("account")
+            msg.imap_mailbox = imap.get("mailbox")
+            msg.imap_uidvalidity = imap.get("uidvalidity")
+            msg.imap_uid = imap.get("uid")
+        if attempts is not None:
+            msg.attempts = attempts
+        msg.last_error = last_error
+        msg.lease_owner = None
+        msg.lease_until = None
+        if status != DUPLICATE:
+            for part in work.attachments:
+                msg.attachments.append(
+                    Attachment(
+                        position=part.position, filename=part.filename, size=len(part.data), sha256=part.sha256,
+                        kind=part.kind, format=part.format, mime=part.mime, declared_mime=part.declared_mime,
+                        verdict=part.verdict, signature=part.signature, detail=part.detail,
+                    )
+                )
+        session.flush()
+        session.add(Event(message_pk=msg.id, at=now_utc(), action=action, status=status,
+                          reasons=list(work.reasons), actor="intake", note=last_error))
+        record_id = msg.id
+    # A record that was held with its bytes in raw/ and is now quarantined: move the evidence apart.
+    if quarantined and work.sha256 is not None:
+        raw_store.move(work.sha256, quarantined=True)
+    return record_id
+
+
+def load(session: Session, record_id: int) -> Message | None:
+    return session.get(
+        Message, record_id, options=[selectinload(Message.attachments), selectinload(Message.events)]
+    )
+
+
+def jst(value: dt.datetime | None) -> str | None:
+    return value.astimezone(JST).isoformat() if value else None
+
+
+def to_contract(msg: Message) -> dict[str, Any]:
+    """The stable JSON record contract (README, 'The JSON record contract')."""
+    result = msg.result or {}
+    return {
+        "id": msg.id,
+        "status": msg.status,
+        "duplicate_of": msg.duplicate_of,
+        "reasons": list(msg.reasons or []),
+        "flags": list(msg.flags or []),
+        "received_at": jst(msg.received_at),
+        "size": msg.size,
+        "sha256": msg.sha256,
+        "message_id": msg.message_id,
+        "virus": msg.virus,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "size": a.size,
+                "kind": a.kind,
+                "mime": a.mime,
+                "verdict": a.verdict,
+                "signature": a.signature,
+            }
+            for a in msg.attachments
+        ],
+        "comments": result.get("comments", []),
+        "submitter": result.get("submitter", {}),
+        "texts": result.get("texts", []),
+        "duplicate_text_of": msg.duplicate_text_of,
+    }
+
