@@ -164,7 +164,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise CliError(f"no record {args.id}")
         if args.raw:
             if msg.sha256 is None:
-                raise CliError(f"record {args.id} has no stored raw message (too large: its evidence is the server folder)")
+                raise CliError(
+                    f"record {args.id} has no stored raw message (too large: its evidence is the server folder)"
+                )
             try:
                 data = RawStore(config.raw_dir, config.quarantine_dir).get(msg.sha256)
             except RawStoreError as exc:
@@ -182,7 +184,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def render_record(msg: Message, record: dict[str, Any]) -> str:
     out = [
-        f"受付番号 #{msg.id}   {msg.status.upper()}" + (f" (duplicate of #{msg.duplicate_of})" if msg.duplicate_of else ""),
+        f"受付番号 #{msg.id}   {msg.status.upper()}"
+        + (f" (duplicate of #{msg.duplicate_of})" if msg.duplicate_of else ""),
         f"  受付日時   {_jst(msg.received_at)}  (from {msg.received_source})",
         f"  source     {msg.source}" + (f"  {msg.imap_mailbox} uid {msg.imap_uid}" if msg.imap_uid else ""),
         f"  size       {msg.size:,} bytes",

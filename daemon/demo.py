@@ -61,7 +61,7 @@ def main() -> int:
         print(f"demo: starting clamd with the test signatures in {work}")
         clamd.start()
         (work / "06-eicar.eml").write_bytes(eicar_mail())
-        samples = sorted(str(p) for p in (PACKAGE_ROOT / "samples").glob("*.eml")) + [str(work / "06-eicar.eml")]
+        samples = [*sorted(str(p) for p in (PACKAGE_ROOT / "samples").glob("*.eml")), str(work / "06-eicar.eml")]
         if cli.main(["--log-level", "WARNING", "db", "upgrade"]) != 0:
             return 1
         status = cli.main(["--log-level", "WARNING", "ingest", *samples])

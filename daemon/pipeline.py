@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,7 +59,7 @@ class Intake:
     scanner: ScannerLike
     raw_store: RawStore
     sessions: sessionmaker[Session]
-    limits: ContainerLimits = ContainerLimits()
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
 
     @classmethod
     def from_config(cls, config: Config, rules: Rules) -> Intake:

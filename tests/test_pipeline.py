@@ -7,18 +7,18 @@ import io
 import zipfile
 from pathlib import Path
 
+import producers
 import pytest
+from conftest import CORPUS
+from mails import mail
+from smime import make_smime_signed
 from sqlalchemy import select
 
-import producers
-from smime import make_smime_signed
-from conftest import CORPUS
 from daemon.devkit import Clamd, eicar
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
 from daemon.store.db import Event, Message
-from mails import mail
 
 
 def ingest(intake: Intake, raw: bytes, **kw: object) -> dict:
@@ -77,7 +77,8 @@ def test_docm_with_real_vba_is_rejected_as_macro_not_quarantined(intake: Intake)
 
 
 def test_password_protected_docx_is_rejected_as_encrypted(intake: Intake) -> None:
-    rec = ingest(intake, mail(attachments=[("意見書.docx", producers.make_encrypted_docx(), "application/octet-stream")]))
+    docx = producers.make_encrypted_docx()
+    rec = ingest(intake, mail(attachments=[("意見書.docx", docx, "application/octet-stream")]))
     assert rec["status"] == "rejected"
     assert "attachment_encrypted" in rec["reasons"]
     assert rec["attachments"][0]["verdict"] == "encrypted"
@@ -100,8 +101,8 @@ def test_every_real_word_excel_and_ichitaro_file_is_allowed(intake: Intake, fold
 
 
 def test_html_mail_with_inline_cid_logo_is_accepted(intake: Intake) -> None:
-    from email.message import EmailMessage
     import email.policy
+    from email.message import EmailMessage
 
     msg = EmailMessage()
     msg["From"] = "info@example.jp"
@@ -117,7 +118,8 @@ def test_html_mail_with_inline_cid_logo_is_accepted(intake: Intake) -> None:
 
 
 def test_smime_signed_mail_is_accepted(intake: Intake) -> None:
-    rec = ingest(intake, make_smime_signed("Content-Type: text/plain; charset=utf-8\r\n\r\n本編 P.3 への意見です。\r\n".encode()))
+    entity = "Content-Type: text/plain; charset=utf-8\r\n\r\n本編 P.3 への意見です。\r\n".encode()
+    rec = ingest(intake, make_smime_signed(entity))
     assert rec["status"] == "accepted", rec["reasons"]
     assert rec["attachments"] == []
 
@@ -217,8 +219,8 @@ def test_binary_noise_is_malformed(intake: Intake, raw: bytes) -> None:
 
 
 def test_forwarded_mail_is_an_attachment_that_is_not_allowed(intake: Intake) -> None:
-    from email.message import EmailMessage
     import email.policy
+    from email.message import EmailMessage
 
     inner = EmailMessage()
     inner["Subject"] = "inner"
