@@ -60,7 +60,7 @@ def _typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where
     if key not in table:
         return default
     value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
     return value
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime
-
-import datetime as dt
 
 IN_WINDOW = dt.datetime(2026, 1, 10, 9, 15, tzinfo=dt.timezone(dt.timedelta(hours=9)))
 
