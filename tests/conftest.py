@@ -26,7 +26,10 @@ if not CORPUS.exists():
 RULES = PACKAGE_ROOT / "rules" / "consultation.toml"
 PG_URL = os.environ.get("INTAKE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
-TABLES = ("events", "attachments", "messages")
+def all_tables() -> list[str]:
+    from daemon.store.db import Base
+
+    return [t.name for t in Base.metadata.sorted_tables]
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +70,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_database: str | No
     assert pg_database is not None
     engine = make_engine(pg_database)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        conn.execute(text(f"TRUNCATE {', '.join(all_tables())} RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield pg_database
 

@@ -128,6 +128,16 @@ class Attachment(Base):
     message: Mapped[Message] = relationship(back_populates="attachments")
 
 
+class CommentKey(Base):
+    """The normalized-text key (SHA-256 of comment.duplicate_key) of each comment item, for duplicate_text."""
+
+    __tablename__ = "comment_keys"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+
+
 class Event(Base):
     """Append-only: every status change of a record, with when and why (and who, for staff)."""
 
