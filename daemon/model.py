@@ -19,6 +19,9 @@ SCAN_INCOMPLETE = "scan_incomplete"
 MALFORMED = "malformed"
 PROCESSING_FAILED = "processing_failed"
 
+# Flags raised here (the comment stage raises the rest; public interface).
+DUPLICATE_TEXT = "duplicate_text"
+
 # Statuses (public interface).
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -89,6 +92,8 @@ class Work:
     body_parts: list[BodyPart] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=lambda: {"comments": [], "submitter": {}, "texts": []})
     duplicate_text_of: int | None = None
+    sources: list[Any] = field(default_factory=list)  # comment.TextSource: the texts the comment stage reads
+    comment_keys: list[str] = field(default_factory=list)  # hashed duplicate keys of the comment items
     done: bool = False  # a stage decided the outcome; later stages are skipped
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -8,6 +8,7 @@ record is durable. The stages are plain functions over `Work` (daemon/stages/); 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from daemon.config import Config
 from daemon.logs import get_logger
 from daemon.model import (
+    ACCEPTED,
     DUPLICATE,
+    DUPLICATE_TEXT,
     HELD,
     PROCESSING_FAILED,
     REJECTED,
@@ -30,11 +33,13 @@ from daemon.model import (
 from daemon.rules import Rules
 from daemon.scanner import Scanner
 from daemon.stages.classify import ContainerLimits
+from daemon.stages.comment import CommentRules, comment_stage
 from daemon.stages.identity import content_identity
 from daemon.stages.parse import parse_message
 from daemon.stages.received import determine_received
 from daemon.stages.scan import ScannerLike, scan_attachments, scan_message
 from daemon.stages.size import check_size
+from daemon.stages.texts import extract_texts
 from daemon.stages.verdicts import classify_attachments
 from daemon.store import records
 from daemon.store.db import Message, make_engine, make_sessionmaker
@@ -75,7 +80,13 @@ class Intake:
             ("parse", parse_message),
             ("scan_attachments", lambda w: scan_attachments(w, self.scanner)),
             ("classify", lambda w: classify_attachments(w, self.rules, self.limits)),
+            ("extract", extract_texts),
+            ("comment", lambda w: comment_stage(w, self.comment_rules)),
         ]
+
+    @functools.cached_property
+    def comment_rules(self) -> CommentRules:
+        return CommentRules.from_rules(self.rules.raw)
 
     def _run_stages(self, work: Work) -> None:
         for name, stage in self.stages():
@@ -143,6 +154,7 @@ class Intake:
             attempts += 1
             status = REJECTED if attempts >= self.config.max_attempts else HELD
             work.reasons = [PROCESSING_FAILED]
+            work.comment_keys = []
             work.attachments = []
             work.result = {"comments": [], "submitter": {}, "texts": []}
             rid = records.commit_outcome(self.sessions, self.raw_store, work, status, existing_pk,
@@ -152,6 +164,11 @@ class Intake:
             return rid
 
         status = decide_status(work.reasons)
+        if work.comment_keys and status in (ACCEPTED, REJECTED):
+            with self.sessions() as session:
+                work.duplicate_text_of = records.find_duplicate_text(session, work.comment_keys, existing_pk)
+            if work.duplicate_text_of is not None:
+                work.add_flag(DUPLICATE_TEXT)
         rid = records.commit_outcome(self.sessions, self.raw_store, work, status, existing_pk,
                                      action=action, attempts=attempts)
         log.info("recorded", record=rid, sha=(sha or "")[:12], size=work.size, status=status,

@@ -107,6 +107,12 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
             _str_list(data, f"comment.{key}")
         _str_list(data, "submitter.organization_markers")
         _str_list(data, "submitter.anonymity_markers")
+        from daemon.stages.comment import CommentRules
+
+        try:
+            CommentRules.from_rules(data)
+        except ValueError as exc:
+            raise RulesError(str(exc)) from None
         return Rules(
             path=path,
             consultation_id=cid,

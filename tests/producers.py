@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-CORPUS = Path("/work/shared/corpus/real")
+from conftest import CORPUS
 
 COMMENT_JA = "氏名：山田太郎\n意見：本編の第2章について、テストの意見です。\n理由：一太郎とシート1。\n"
 

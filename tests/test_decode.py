@@ -15,6 +15,7 @@ from email.policy import Policy
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,7 @@ from daemon.decode import (
 PROBE = "テスト①②㈱髙﨑～ｶﾀｶﾅ"
 EUC_PROBE = "テスト日本語ｶﾀｶﾅ"
 POLICIES = [pytest.param(email.policy.compat32, id="compat32"), pytest.param(email.policy.default, id="default")]
-REAL_EML = sorted(Path("/work/shared/corpus/real/eml").glob("*.eml"))
+REAL_EML = sorted((CORPUS / "eml").glob("*.eml"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,7 +532,7 @@ def test_real_mail_decodes_cleanly(policy: Policy, path: Path) -> None:
 
 
 def test_real_mail_sample3_filename() -> None:
-    path = Path("/work/shared/corpus/real/eml/sample3.eml")
+    path = CORPUS / "eml" / "sample3.eml"
     if not path.exists():
         pytest.skip("real corpus not available")
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)

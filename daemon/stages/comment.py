@@ -1127,3 +1127,22 @@ def _from_address(value: str | None) -> str | None:
         return None
     addr = parseaddr(value)[1]
     return addr if "@" in addr else None
+
+
+# -- the pipeline stage -------------------------------------------------------------------------------
+def comment_stage(work: Any, rules: CommentRules) -> None:
+    """Read the comment out of the texts the extract stage left on `work` (daemon.model.Work)."""
+    import hashlib
+
+    result = analyze(work.sources, work.from_address, rules)
+    work.result["comments"] = [
+        {"text": c.text, "targets": c.targets, "pages": c.pages, "chars": c.chars, "summary": c.summary,
+         "location": c.location}
+        for c in result.comments
+    ]
+    work.result["submitter"] = result.submitter
+    work.result["cover_letter"] = result.cover_letter
+    for flag in result.flags:
+        work.add_flag(flag)
+    keys = {duplicate_key(c.text) for c in result.comments}
+    work.comment_keys = sorted(hashlib.sha256(k.encode()).hexdigest() for k in keys if k)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from daemon.model import DUPLICATE, QUARANTINED, Work
-from daemon.store.db import JST, Attachment, Event, Message, now_utc
+from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, Work
+from daemon.store.db import JST, Attachment, CommentKey, Event, Message, now_utc
 from daemon.store.raw import RawStore
 
 
@@ -39,6 +39,14 @@ def find_first_by_content(session: Session, content_id: str) -> Message | None:
         .order_by(Message.id)
         .limit(1)
     ).first()
+
+
+def find_duplicate_text(session: Session, keys: list[str], exclude_id: int | None) -> int | None:
+    """The first other record holding a comment item with the same normalized text."""
+    query = select(CommentKey.message_pk).where(CommentKey.key.in_(keys))
+    if exclude_id is not None:
+        query = query.where(CommentKey.message_pk != exclude_id)
+    return session.scalars(query.order_by(CommentKey.message_pk).limit(1)).first()
 
 
 def commit_outcome(
@@ -109,6 +117,9 @@ def commit_outcome(
                     )
                 )
         session.flush()
+        session.execute(delete(CommentKey).where(CommentKey.message_pk == msg.id))
+        if status in (ACCEPTED, REJECTED, HELD):
+            session.add_all(CommentKey(message_pk=msg.id, key=k) for k in work.comment_keys)
         session.add(Event(message_pk=msg.id, at=now_utc(), action=action, status=status,
                           reasons=list(work.reasons), actor="intake", note=last_error))
         record_id = msg.id
