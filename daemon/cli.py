@@ -247,6 +247,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- check ----------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    from daemon.check import run_checks
+
+    results = run_checks(args.config)
+    for result in results:
+        if not args.quiet or not result.ok:
+            print(result.line())
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} check(s) failed", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="intake", description="Mail intake for public comments (パブリックコメント).")
@@ -274,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--raw", action="store_true", help="write the original bytes to stdout")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("check", help="preflight: config, rules, database, raw store, clamd … one line each")
+    s.add_argument("--quiet", action="store_true", help="print only the failures")
+    s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("db", help="database maintenance")
     dbsub = s.add_subparsers(dest="db_command", required=True)
