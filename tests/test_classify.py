@@ -13,13 +13,14 @@ from pathlib import Path
 import magic
 import msoffcrypto
 import olefile
-import producers as p
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oletools.olevba import VBA_Parser
 
 from daemon.stages.classify import Classification, ContainerLimits, classify
+
+import producers as p
 
 # The table the consultation really uses: rules/consultation.toml [attachments.kinds].
 RULES = Path(__file__).resolve().parent.parent / "rules" / "consultation.toml"

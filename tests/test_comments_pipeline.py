@@ -14,15 +14,16 @@ from pathlib import Path
 import docx
 import openpyxl
 import pytest
-from conftest import CORPUS
-from mails import mail
 from sqlalchemy import select
-from test_decode import EUC_PROBE, PROBE, percent, to_cp50221
 
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
 from daemon.store.db import Message
+
+from conftest import CORPUS
+from mails import mail
+from test_decode import EUC_PROBE, PROBE, percent, to_cp50221
 
 HEAD = (
     b"Received: from mx.example.jp by mail.example.go.jp; Sat, 10 Jan 2026 09:15:00 +0900\r\n"

@@ -15,7 +15,6 @@ from email.policy import Policy
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +26,8 @@ from daemon.decode import (
     normalize_charset,
     part_text,
 )
+
+from conftest import CORPUS
 
 PROBE = "テスト①②㈱髙﨑～ｶﾀｶﾅ"
 EUC_PROBE = "テスト日本語ｶﾀｶﾅ"

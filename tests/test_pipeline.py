@@ -7,11 +7,7 @@ import io
 import zipfile
 from pathlib import Path
 
-import producers
 import pytest
-from conftest import CORPUS
-from mails import mail
-from smime import make_smime_signed
 from sqlalchemy import select
 
 from daemon.devkit import Clamd, eicar
@@ -19,6 +15,11 @@ from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
 from daemon.store.db import Event, Message
+
+import producers
+from conftest import CORPUS
+from mails import mail
+from smime import make_smime_signed
 
 
 def ingest(intake: Intake, raw: bytes, **kw: object) -> dict:
