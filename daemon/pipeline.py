@@ -7,11 +7,13 @@ record is durable. The stages are plain functions over `Work` (daemon/stages/); 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +50,30 @@ from daemon.store.raw import RawStore, RawStoreError
 log = get_logger("pipeline")
 
 
+class KeyedLocks:
+    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
 class StorageError(RuntimeError):
     """The database or the raw store failed: an infrastructure failure, never the message's fault.
     str() is a short code-like text without message data."""
@@ -65,6 +91,7 @@ class Intake:
     raw_store: RawStore
     sessions: sessionmaker[Session]
     limits: ContainerLimits = field(default_factory=ContainerLimits)
+    _locks: KeyedLocks = field(default_factory=lambda: KeyedLocks(), repr=False)
 
     @classmethod
     def from_config(cls, config: Config, rules: Rules) -> Intake:
@@ -104,16 +131,22 @@ class Intake:
     # -- one arrival -------------------------------------------------------------------------------
     def process(self, arrival: Arrival, existing_id: int | None = None) -> int:
         """Take one arrival through every rule into a durable record; return its id."""
+        # Two copies of the same content in flight at once (an MTA retry racing the first delivery)
+        # must not both become first records: one content identity is processed at a time.
+        cid = content_identity(arrival.raw) if arrival.size is None else None
+        with self._locks.hold(cid or f"imap:{arrival.imap}"):
+            return self._process_guarded(arrival, existing_id, cid)
+
+    def _process_guarded(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> int:
         try:
-            return self._process(arrival, existing_id)
+            return self._process(arrival, existing_id, cid)
         except (SQLAlchemyError, RawStoreError, OSError) as exc:
             log.error("storage_failed", error=exc.__class__.__name__, source=arrival.source)
             raise StorageError(f"storage_failed:{exc.__class__.__name__}") from exc
 
-    def _process(self, arrival: Arrival, existing_id: int | None) -> int:
+    def _process(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> int:
         downloaded = arrival.size is None  # IMAP too_large gives only headers and the declared size
         sha = hashlib.sha256(arrival.raw).hexdigest() if downloaded else None
-        cid = content_identity(arrival.raw) if downloaded else None
         work = Work(arrival=arrival, sha256=sha, content_id=cid,
                     size=len(arrival.raw) if downloaded else int(arrival.size or 0))
         determine_received(work, self.rules)

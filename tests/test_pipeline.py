@@ -249,3 +249,16 @@ def test_a_message_that_crashes_a_stage_is_retried_then_rejected(intake: Intake)
     assert statuses[-1]["reasons"] == ["processing_failed"]
     assert len({r["id"] for r in statuses}) == 1
     assert intake.raw_store.path_for(statuses[-1]["sha256"]).exists()  # the raw mail is kept
+
+
+def test_the_same_content_arriving_twice_at_once_gives_one_first_record(intake: Intake) -> None:
+    import concurrent.futures
+
+    raw = mail(body="同時に二通届いた意見。本編 P.2")
+    copies = [raw, b"Received: from relay2 by mx; Sun, 11 Jan 2026 10:00:00 +0900\r\n" + raw] * 3
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        ids = list(pool.map(lambda r: intake.process(Arrival(raw=r, source="ingest")), copies))
+    with intake.sessions() as session:
+        rows = [session.get(Message, i) for i in ids]
+        statuses = sorted(m.status for m in rows if m is not None)
+    assert statuses == ["accepted"] + ["duplicate"] * 5
