@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon import logs
@@ -120,36 +119,10 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from daemon.store import records
+    """The intake log, grown into the staff's search (daemon/staff_cli.py)."""
+    from daemon.staff_cli import cmd_log as staff_log
 
-    config, _ = _context(args, need_rules=False)
-    sessions = _sessions(config)
-    query = select(Message).order_by(Message.received_at.desc(), Message.id.desc())
-    if args.status:
-        query = query.where(Message.status == args.status)
-    if args.since:
-        query = query.where(Message.received_at >= args.since)
-    if args.until:
-        query = query.where(Message.received_at <= args.until)
-    with sessions() as session:
-        found = list(session.scalars(query))
-        if args.reason:
-            found = [m for m in found if args.reason in (m.reasons or [])]
-        if args.limit:
-            found = found[: args.limit]
-        if args.json:
-            for msg in found:
-                msg = records.load(session, msg.id)
-                print(json.dumps(records.to_contract(msg), ensure_ascii=False))
-            return 0
-        rows = [
-            [str(m.id), _jst(m.received_at), m.status, f"{m.size:,}", ",".join(m.reasons or []) or "-",
-             ",".join(m.flags or []) or "-", str(m.duplicate_of or "")]
-            for m in found
-        ]
-    print(_table(rows, ["ID", "RECEIVED (JST)", "STATUS", "BYTES", "REASONS", "FLAGS", "DUP OF"]))
-    print(f"{len(rows)} record(s)")
-    return 0
+    return staff_log(args)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -263,6 +236,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from daemon import staff_cli
+
     p = argparse.ArgumentParser(prog="intake", description="Mail intake for public comments (パブリックコメント).")
     p.add_argument("--config", help="config file (default: $INTAKE_CONFIG or /etc/intake/intake.toml)")
     p.add_argument("--log-level", default="INFO", help="log level for the JSON logs on stderr (default INFO)")
@@ -280,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", type=parse_time, help="received at or after (ISO 8601; JST if no offset)")
     s.add_argument("--until", type=parse_time, help="received at or before (ISO 8601; JST if no offset)")
     s.add_argument("--limit", type=int, default=0, help="at most this many records")
-    s.add_argument("--json", action="store_true", help="one JSON record per line")
+    s.add_argument("--json", action="store_true", help="one JSON record per line (same as --format json)")
+    staff_cli.add_log_options(s)
     s.set_defaults(func=cmd_log)
 
     s = sub.add_parser("show", help="one record in full")
@@ -297,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = s.add_subparsers(dest="db_command", required=True)
     u = dbsub.add_parser("upgrade", help="create or migrate the schema to the newest revision")
     u.set_defaults(func=cmd_db_upgrade)
+
+    staff_cli.add_parsers(sub)  # stats, export, release, reject, retry, rescan, purge
+    from daemon import run_cli
+
+    run_cli.add_parsers(sub)  # run (the daemon), status
+    from daemon import alerts_cli
+
+    alerts_cli.add_parsers(sub)  # alerts test, alerts list
     return p
 
 
@@ -317,4 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: other modules import daemon.cli and
+    # raise its CliError, which this copy's `except CliError` would not recognise.
+    from daemon.cli import main as _main
+
+    sys.exit(_main())

@@ -19,6 +19,8 @@ ALLOWED_KEYS = frozenset({
     "source", "action", "attempts", "error", "count", "counts", "kinds", "verdicts", "signature",
     "uid", "uidvalidity", "folder", "backoff_s", "pending", "in_flight", "channel", "category",
     "alert", "revision", "path_kind", "detail", "worker", "port", "component",
+    "listener", "reply", "recipients", "at",
+    "rss_kb", "state", "imap_bytes",
 })
 _MAX_STR = 200
 

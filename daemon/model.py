@@ -41,6 +41,9 @@ class Arrival:
     received_source: str | None = None  # argument | imap_internaldate | lmtp | smtp
     size: int | None = None  # the declared size when the body was not downloaded (IMAP too_large)
     imap: dict[str, Any] | None = None  # account, mailbox, uidvalidity, uid
+    # Bytes the intake itself put on top (the LMTP listener's Received: field): not part of the
+    # message as delivered, so not counted against the size limit (R3).
+    trace_bytes: int = 0
 
 
 @dataclass

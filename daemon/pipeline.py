@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from daemon import metrics
 from daemon.config import Config
 from daemon.logs import get_logger
 from daemon.model import (
@@ -92,6 +93,8 @@ class Intake:
     sessions: sessionmaker[Session]
     limits: ContainerLimits = field(default_factory=ContainerLimits)
     _locks: KeyedLocks = field(default_factory=lambda: KeyedLocks(), repr=False)
+    # Called (in the worker thread) with the exception when the database or raw store fails: alerts.
+    on_storage_error: list[Callable[[BaseException], None]] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_config(cls, config: Config, rules: Rules) -> Intake:
@@ -142,6 +145,9 @@ class Intake:
             return self._process(arrival, existing_id, cid)
         except (SQLAlchemyError, RawStoreError, OSError) as exc:
             log.error("storage_failed", error=exc.__class__.__name__, source=arrival.source)
+            for listener in self.on_storage_error:
+                with contextlib.suppress(Exception):
+                    listener(exc)
             raise StorageError(f"storage_failed:{exc.__class__.__name__}") from exc
 
     def _process(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> int:
@@ -196,6 +202,7 @@ class Intake:
                         status=status, error=str(failure))
             return rid
 
+        metrics.observe_stages(work.timings)
         status = decide_status(work.reasons)
         if work.comment_keys and status in (ACCEPTED, REJECTED):
             with self.sessions() as session:

@@ -35,7 +35,13 @@ _DECODER = {
     "ichitaro-dos": "ichitaro-dos",
     "txt": "text",
 }
+# "__main__": the forkserver imports the main script once, so that each child does not run it again
+# (multiprocessing re-imports the parent's __main__ in every child it starts: for `intake` that is
+# daemon.cli, SQLAlchemy and the rest, about a second of CPU per extraction — measured by bench/).
+# "daemon.cli" covers `python -m daemon.cli`, whose children re-run that module by name.
 _PRELOAD = [
+    "__main__",
+    "daemon.cli",
     "daemon.extract",
     "daemon.extract.docx",
     "daemon.extract.doc",

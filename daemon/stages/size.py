@@ -7,6 +7,6 @@ from daemon.rules import Rules
 
 
 def check_size(work: Work, rules: Rules) -> None:
-    if work.size > rules.max_message_bytes:
+    if work.size - work.arrival.trace_bytes > rules.max_message_bytes:
         work.add_reason(TOO_LARGE)
         work.done = True  # never scanned or opened: the size alone decides (R3)

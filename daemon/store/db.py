@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -155,6 +156,20 @@ class Event(Base):
     message: Mapped[Message] = relationship(back_populates="events")
 
 
+class DoorRefusal(Base):
+    """Append-only: a message refused at the door (LMTP/SMTP 552, too large) before any record existed.
+    For `intake stats` and alerts; no record, no addresses, no content: time, size, source, stage."""
+
+    __tablename__ = "door_refusals"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)  # declared SIZE= at MAIL FROM, else the bytes sent
+    source: Mapped[str] = mapped_column(String(16))  # lmtp | smtp
+    reason: Mapped[str] = mapped_column(String(24))  # too_large
+    stage: Mapped[str] = mapped_column(String(16))  # mail_from | data
+
+
 def make_engine(url: str, **kw: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kw)
@@ -175,3 +190,102 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class ImapClaim(Base):
+    """A daemon's claim on one IMAP message before it has a record (daemon/store/claims.py).
+
+    One row per (account, mailbox, UIDVALIDITY, UID) while a daemon downloads and records it; the
+    lease expires when the daemon dies, so another daemon (or the restarted one) takes it over.
+    Correctness never rests on the lease: the record's own unique IMAP key does that. The lease only
+    keeps two daemons from doing the same work.
+    """
+
+    __tablename__ = "imap_claims"
+    __table_args__ = (
+        UniqueConstraint("account", "mailbox", "uidvalidity", "uid", name="uq_imap_claims_key"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(Text)
+    mailbox: Mapped[str] = mapped_column(Text)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+class ServiceHealth(Base):
+    """One row per running `intake run` (by owner id): what `intake status` reads from another process."""
+
+    __tablename__ = "service_health"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    state: Mapped[str] = mapped_column(String(32))  # starting | idle | ingesting | reconnecting | stopped
+    status_line: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mailbox: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_poll_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    backlog: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    clamd_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    clamd_version: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Alert(Base):
+    """The alert outbox (daemon/alerts/): one row per alert, written in the same transaction as its cause.
+
+    The payload holds no personal data (R12): record id, times, sizes, statuses, reason codes, signature
+    names, attachments' detected kinds. `dedup_key` keeps a watcher from raising the same alert twice.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    category: Mapped[str] = mapped_column(String(24), index=True)  # rejected | quarantined | held_too_long | …
+    kind: Mapped[str] = mapped_column(String(24))  # record | door_refusal | held | down | recovered | …
+    record_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)  # no FK: outlives it
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedup_key: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    routed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # deliveries created
+
+    deliveries: Mapped[list[AlertDelivery]] = relationship(
+        back_populates="alert", order_by="AlertDelivery.id", cascade="all, delete-orphan"
+    )
+
+
+class AlertDelivery(Base):
+    """One alert on one channel (mail, webhook, log): pending until the channel accepted it.
+
+    `batch` is the id a receiver sees (one alert, or a digest of many); it is fixed before the first
+    try, so a retry after a crash carries the same id. `claimed_*` keeps two daemons from sending it twice.
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", name="uq_alert_deliveries_alert_channel"),
+        Index("ix_alert_deliveries_queue", "state", "channel", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(24))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    batch: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    mode: Mapped[str | None] = mapped_column(String(8), nullable=True)  # single | digest
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    alert: Mapped[Alert] = relationship(back_populates="deliveries")

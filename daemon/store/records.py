@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from daemon.alerts import outbox as alert_outbox
 from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, Work
 from daemon.store.db import JST, Attachment, CommentKey, Event, Message, now_utc
 from daemon.store.raw import RawStore
@@ -120,6 +121,7 @@ def commit_outcome(
         session.execute(delete(CommentKey).where(CommentKey.message_pk == msg.id))
         if status in (ACCEPTED, REJECTED, HELD):
             session.add_all(CommentKey(message_pk=msg.id, key=k) for k in work.comment_keys)
+        alert_outbox.enqueue_for_record(session, msg, work)  # rejected / quarantined: the alert commits with it
         session.add(Event(message_pk=msg.id, at=now_utc(), action=action, status=status,
                           reasons=list(work.reasons), actor="intake", note=last_error))
         record_id = msg.id

@@ -1,0 +1,192 @@
+"""`intake run` (the daemon) and `intake status` (its health, from another process).
+
+`add_parsers(subparsers)` adds both to the `intake` command line (daemon/cli.py). Errors are one line
+on stderr (daemon.cli.main prints them), never a traceback: a bad config or rules file exits 2; a
+database, IMAP or listener that cannot be used exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any
+
+STALE_AFTER = dt.timedelta(seconds=60)  # a daemon whose health row is older than this is not responding
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("run", help="the daemon: watch the mailbox over IMAP (and LMTP when enabled)")
+    s.add_argument("--once", action="store_true",
+                   help="process the mailbox until it is drained, then stop (no IDLE, no held-record retries)")
+    s.set_defaults(func=_one_line(cmd_run))
+
+    s = sub.add_parser("status", help="the daemon's health: last poll, backlog, today's counts, clamd, last error")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(func=_one_line(cmd_status))
+
+
+def _one_line(handler: Any) -> Any:
+    """Print daemon.cli's CliError as one line here: under `python -m daemon.cli` that module runs as
+    __main__, and its `except CliError` does not catch the class imported as daemon.cli."""
+
+    def run(args: argparse.Namespace) -> int:
+        from daemon.cli import EXIT_FAILED, CliError
+
+        try:
+            return int(handler(args))
+        except CliError as exc:
+            print(f"intake: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    run.__name__ = handler.__name__
+    return run
+
+
+# -- run --------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.cli import CliError, _context, _sessions
+    from daemon.logs import get_logger
+    from daemon.pipeline import Intake
+    from daemon.service import Service, ServiceError, ServiceOptions
+    from daemon.sources.imap import load_imap_config
+    from daemon.store.raw import RawStoreError
+
+    config, rules = _context(args)
+    assert rules is not None
+    imap = load_imap_config(config)
+    options = ServiceOptions.from_config(config, once=args.once)
+    sessions = _sessions(config)
+    intake = Intake.from_config(config, rules)
+    intake.sessions = sessions
+    try:
+        intake.raw_store.init()
+    except (OSError, RawStoreError) as exc:
+        raise CliError(f"raw store {config.raw_dir}: cannot be used ({exc.__class__.__name__})") from None
+    service = Service(config, intake, options, imap)
+    try:
+        code = asyncio.run(service.run())
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    if service.abandoned:
+        # Worker threads still run a pipeline step; nothing they do is acknowledged before it is
+        # durable, so leaving now is safe. Python would otherwise wait for them at exit.
+        get_logger("service").warning("exit_abandoning_threads")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+# -- status -----------------------------------------------------------------------------------------
+def _ago(when: dt.datetime | None, now: dt.datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = int((now - when).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def gather_status(config: Any, sessions: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from daemon.scanner import Scanner
+    from daemon.service import signature_age
+    from daemon.store.db import JST, Message, ServiceHealth
+
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone(JST).replace(hour=0, minute=0, second=0, microsecond=0)
+    with sessions() as session:
+        rows = list(session.scalars(select(ServiceHealth).order_by(ServiceHealth.updated_at.desc())))
+        counts = dict(session.execute(
+            select(Message.status, func.count()).where(Message.created_at >= today).group_by(Message.status)).all())
+        held = session.scalar(select(func.count()).select_from(Message).where(Message.status == "held")) or 0
+    daemons = []
+    for row in rows:
+        running = row.state not in ("stopped", "dead") and now - row.updated_at <= STALE_AFTER
+        if not running and daemons:
+            continue  # older, stopped rows: only the newest is shown when nothing runs
+        state = row.state if running else ("not responding" if row.state not in ("stopped", "dead") else row.state)
+        daemons.append({
+            "owner": row.owner, "pid": row.pid, "running": running, "state": state,
+            "status": row.status_line, "mailbox": row.mailbox, "updated_at": row.updated_at.isoformat(),
+            "last_poll_at": row.last_poll_at.isoformat() if row.last_poll_at else None,
+            "backlog": row.backlog, "in_flight": row.in_flight,
+            "last_error": row.last_error,
+            "last_error_at": row.last_error_at.isoformat() if row.last_error_at else None,
+        })
+        if not running:
+            break
+    scanner = Scanner(config.scan.clamd, timeout=5)
+    reachable = scanner.ping()
+    version = scanner.version() if reachable else None
+    age = signature_age(version, now)
+    last_poll = max((d["last_poll_at"] for d in daemons if d["last_poll_at"]), default=None)
+    errors = [d for d in daemons if d["last_error_at"]]
+    last_error = max(errors, key=lambda d: d["last_error_at"]) if errors else None
+    return {
+        "daemons": daemons,
+        "running": any(d["running"] for d in daemons),
+        "last_poll_at": last_poll,
+        "backlog": {"new": sum(d["backlog"] or 0 for d in daemons if d["running"]), "held": held},
+        "today": {s: counts.get(s, 0) for s in ("accepted", "rejected", "quarantined", "held", "duplicate")},
+        "clamd": {"reachable": reachable, "version": version,
+                  "signature_age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None},
+        "last_error": ({"text": last_error["last_error"], "at": last_error["last_error_at"]}
+                       if last_error else None),
+    }
+
+
+def render_status(status: dict[str, Any], now: dt.datetime) -> str:
+    from daemon.store.db import JST
+
+    def jst(iso: str | None) -> str:
+        if not iso:
+            return "never"
+        when = dt.datetime.fromisoformat(iso)
+        return f"{when.astimezone(JST).strftime('%Y-%m-%d %H:%M:%S JST')} ({_ago(when, now)})"
+
+    out = []
+    if not status["daemons"]:
+        out.append("daemon     never ran against this database")
+    for d in status["daemons"]:
+        line = f"daemon     {d['state']}: {d['status'] or '-'}  (pid {d['pid']}, updated {jst(d['updated_at'])})"
+        out.append(line)
+    out.append(f"last poll  {jst(status['last_poll_at'])}")
+    out.append(f"backlog    {status['backlog']['new']} new in the mailbox at the last poll, "
+               f"{status['backlog']['held']} held (retried from the raw store)")
+    today = status["today"]
+    out.append("today      " + ", ".join(f"{k} {v}" for k, v in today.items()) + "  (recorded today, JST)")
+    clamd = status["clamd"]
+    if clamd["reachable"]:
+        age = clamd["signature_age_hours"]
+        age_text = f"signatures {age / 24:.1f} days old" if age is not None else "signature date unknown"
+        out.append(f"clamd      reachable ({clamd['version'] or '?'}), {age_text}")
+    else:
+        out.append("clamd      NOT reachable: new mail is held until it answers")
+    err = status["last_error"]
+    out.append(f"last error {err['text']} at {jst(err['at'])}" if err else "last error none")
+    return "\n".join(out)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from daemon.cli import _context, _sessions
+
+    config, _ = _context(args, need_rules=False)
+    sessions = _sessions(config)
+    now = dt.datetime.now(dt.UTC)
+    status = gather_status(config, sessions, now)
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False))
+    else:
+        print(render_status(status, now))
+    # 0: a daemon runs and clamd answers; 1: something needs a look (for monitoring scripts).
+    return 0 if status["running"] and status["clamd"]["reachable"] else 1

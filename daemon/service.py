@@ -1,0 +1,398 @@
+"""`intake run`: the asyncio service around the synchronous pipeline.
+
+On one event loop:
+- the IMAP watcher (daemon/sources/imap.py), when `[imap]` is configured;
+- the LMTP/SMTP listeners (daemon/sources/lmtp.py), when `[lmtp] enabled = true` (the hook below);
+- the held-record retry loop: every `held` record, whatever its source, is retried from the raw store
+  with capped backoff; when a retry settles an IMAP record, the watcher moves its IMAP copy;
+- the health writer (`service_health` for `intake status`) and systemd notify: READY=1 once
+  connected, WATCHDOG=1 from the loop, STATUS= lines;
+- signals: SIGTERM/SIGINT stop taking new messages, finish those in flight (or abandon them safely after
+  `stop_timeout`: nothing was acknowledged) and exit 0; SIGHUP reloads the rules.
+
+The pipeline (`Intake.process`, `Intake.retry`) is synchronous and runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import os
+import random
+import resource
+import signal
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from daemon import metrics
+from daemon.alerts.sender import run_sender
+from daemon.alerts.settings import load_alert_settings
+from daemon.alerts.watch import AlertMonitor, storage_kind
+from daemon.config import Config, ConfigError
+from daemon.logs import get_logger
+from daemon.model import HELD
+from daemon.rules import RulesError, load_rules
+from daemon.sources.imap import FatalImapError, ImapConfig, ImapWatcher, Progress
+from daemon.store import claims
+from daemon.store.db import ServiceHealth, now_utc
+
+log = get_logger("service")
+T = TypeVar("T")
+
+
+class ServiceError(Exception):
+    """The service cannot start or run; str() is one line for the operator."""
+
+
+# -- systemd ----------------------------------------------------------------------------------------
+def sd_notify(*fields: str, env: dict[str, str] | None = None) -> bool:
+    """Send 'KEY=value' lines to $NOTIFY_SOCKET (sd_notify(3)); a no-op outside systemd."""
+    path = (env or os.environ).get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            # Never block the event loop: a reader that does not keep up loses a STATUS=, not the daemon.
+            sock.send("\n".join(fields).encode(), socket.MSG_DONTWAIT)
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
+    """Half of $WATCHDOG_USEC in seconds, when systemd's watchdog is on for this process."""
+    env = env or dict(os.environ)
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or (pid and pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2_000_000
+
+
+# -- options ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServiceOptions:
+    once: bool = False  # drain the mailbox, then stop
+    retry_initial: float = 30.0  # held-record retries: first delay, doubled while they stay held
+    retry_max: float = 900.0
+    health_interval: float = 5.0
+    clamd_check_interval: float = 60.0
+    stop_timeout: float = 30.0
+    lease_seconds: float = 300.0
+
+    @classmethod
+    def from_config(cls, config: Config, once: bool = False) -> ServiceOptions:
+        table = config.raw.get("service", {})
+        if not isinstance(table, dict):
+            raise ConfigError("[service]: must be a table")
+        values: dict[str, float] = {}
+        for key in ("retry_initial", "retry_max", "health_interval", "clamd_check_interval", "stop_timeout",
+                    "lease_seconds"):
+            if key in table:
+                value = table[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ConfigError(f"service.{key}: must be a positive number of seconds")
+                values[key] = float(value)
+        return cls(once=once, **values)
+
+
+# -- the service ------------------------------------------------------------------------------------
+class Service:
+    def __init__(self, config: Config, intake: Any, options: ServiceOptions, imap: ImapConfig | None) -> None:
+        self.config = config
+        self.intake = intake
+        self.options = options
+        self.imap = imap
+        self.owner = claims.new_owner()
+        self.stop = asyncio.Event()
+        self.progress = Progress()
+        self.watcher: ImapWatcher | None = None
+        self.abandoned = False  # worker threads still ran when the service stopped
+        self.exit_code = 0
+        self._executor = ThreadPoolExecutor(
+            max_workers=(imap.max_in_flight if imap else 4) + 4, thread_name_prefix="intake")
+        self._clamd: tuple[bool | None, str | None] = (None, None)
+        self._last_status_line = ""
+        # Alerts (daemon/alerts): the watchers' state machines, fed from the health loop and the pipeline.
+        self.alert_settings = load_alert_settings(config)
+        self.monitor = AlertMonitor(intake.sessions, self.alert_settings)
+        if hasattr(intake, "on_storage_error"):
+            intake.on_storage_error.append(lambda exc: self.monitor.storage_failed(storage_kind(exc)))
+        self._last_held_check = -1e9
+
+    async def thread(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    # -- signals -----------------------------------------------------------------------------------
+    def _on_stop(self) -> None:
+        if not self.stop.is_set():
+            log.info("stopping")
+            sd_notify("STOPPING=1", "STATUS=stopping")
+            self.progress.set("stopping", "stopping")
+        self.stop.set()
+
+    def _on_reload(self) -> None:
+        try:
+            rules = load_rules(self.config.rules_path)
+        except RulesError as exc:
+            log.error("rules_reload_failed", error=str(exc)[:200])
+            self.progress.error(f"rules reload failed: {exc}")
+            return
+        self.intake.rules = rules
+        log.info("rules_reloaded")
+
+    # -- main --------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        sd_notify("STATUS=starting")
+        background: list[asyncio.Task[Any]] = []
+        servers: list[Any] = []
+        metrics_server: Any = None
+        stop_lmtp: Any = None
+        try:
+            try:
+                dead = await self.thread(claims.release_dead_local, self.intake.sessions, self.owner)
+            except SQLAlchemyError as exc:
+                raise ServiceError(f"database unreachable ({exc.__class__.__name__})") from None
+            if dead:
+                log.info("released_dead_leases", count=dead)
+            await self._write_health()
+            background.append(asyncio.ensure_future(
+                run_sender(self.intake.sessions, self.alert_settings, self.stop, monitor=self.monitor)))
+            metrics_server = metrics.start_metrics(self.config.raw, self.intake.sessions)
+            background.append(asyncio.ensure_future(self._health_loop()))
+            background.append(asyncio.ensure_future(self._watchdog_loop()))
+
+            # --- LMTP hook: the listeners of daemon/sources/lmtp.py on this same loop ----------------
+            lmtp_table = self.config.raw.get("lmtp")
+            if isinstance(lmtp_table, dict) and (lmtp_table.get("enabled") is True
+                                                 or lmtp_table.get("smtp_enabled") is True):
+                from daemon.sources import lmtp  # lazily: only a service with LMTP on needs aiosmtpd
+
+                try:
+                    servers = await lmtp.start_lmtp(self.intake, lmtp.LmtpConfig.from_config(self.config.raw),
+                                                    thread=self.thread)
+                except lmtp.ListenerError as exc:
+                    raise ServiceError(str(exc)) from None
+                stop_lmtp = lmtp.stop_lmtp
+            # --- end of the LMTP hook ------------------------------------------------------------
+
+            if self.imap is None and not servers:
+                raise ServiceError("nothing to run: configure [imap] (and/or [lmtp] enabled = true)")
+            if self.imap is not None:
+                self.watcher = ImapWatcher(self.imap, self.intake, self.owner, self.stop, self.thread,
+                                           self.progress, once=self.options.once)
+                try:
+                    await self.watcher.connect_first()
+                except FatalImapError as exc:
+                    raise ServiceError(f"imap: {exc}") from None
+            sd_notify("READY=1", "STATUS=connected")
+            self.progress.set("running", "connected")
+            log.info("ready", pending=0)
+            if not self.options.once:
+                background.append(asyncio.ensure_future(self._retry_loop()))
+            if self.watcher is not None:
+                await self._run_watcher()
+            else:
+                await self.stop.wait()
+            return self.exit_code
+        finally:
+            self.stop.set()
+            if stop_lmtp is not None:
+                with contextlib.suppress(Exception):
+                    await stop_lmtp(servers, grace=self.options.stop_timeout)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(BaseException):
+                    await task
+            await self._finish()
+
+    async def _run_watcher(self) -> None:
+        assert self.watcher is not None
+        task = asyncio.ensure_future(self.watcher.run())
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                # Stopping: the watcher takes no new message and finishes those in flight.
+                done, _ = await asyncio.wait({task}, timeout=self.options.stop_timeout)
+                if not done:
+                    log.warning("stop_timeout", in_flight=self.progress.in_flight)
+                    task.cancel()
+                    self.abandoned = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            stopper.cancel()
+        if self.options.once:
+            self.stop.set()
+
+    async def _finish(self) -> None:
+        # Claims not finished are released: another daemon (or the next start) takes them at once.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.thread(claims.release_owner, self.intake.sessions, self.owner), 10)
+        self.progress.set("stopped", "stopped")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._write_health(), 10)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        log.info("stopped", rss_kb=peak, imap_bytes=self.watcher.bytes_received if self.watcher else None,
+                 detail="abandoned in-flight work" if self.abandoned else None)
+        self._executor.shutdown(wait=not self.abandoned, cancel_futures=True)
+
+    # -- held records ------------------------------------------------------------------------------
+    async def _retry_loop(self) -> None:
+        """Retry every held record from the raw store, with capped exponential backoff and jitter while
+        they stay held (an infrastructure failure is retried for as long as it lasts)."""
+        opts = self.options
+        delay = opts.retry_initial
+        while not self.stop.is_set():
+            await self._sleep(delay * random.uniform(0.8, 1.0))
+            if self.stop.is_set():
+                return
+            try:
+                still_held = await self._retry_round()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("retry_round_failed", error=exc.__class__.__name__)
+                still_held = True
+            delay = min(opts.retry_max, delay * 2) if still_held else opts.retry_initial
+
+    async def _retry_round(self) -> bool:
+        from daemon.pipeline import StorageError
+
+        ids = await self.thread(claims.held_records, self.intake.sessions)
+        if not ids:
+            return False
+        ping = getattr(self.intake.scanner, "ping", None)
+        if ping is not None and not await self.thread(ping):
+            log.warning("retry_deferred", pending=len(ids), error="clamd_unreachable")
+            return True
+        still_held = False
+        for rid in ids:
+            if self.stop.is_set():
+                break
+            if not await self.thread(claims.claim_held, self.intake.sessions, rid, self.owner,
+                                     self.options.lease_seconds):
+                continue
+            try:
+                await self.thread(self.intake.retry, rid)
+            except (StorageError, LookupError) as exc:
+                log.warning("retry_failed", record=rid, error=str(exc)[:120])
+                await self.thread(claims.unclaim_held, self.intake.sessions, rid, self.owner)
+                still_held = True
+                continue
+            status, key = await self.thread(claims.record_status, self.intake.sessions, rid)
+            if status == HELD:
+                still_held = True
+                await self.thread(claims.unclaim_held, self.intake.sessions, rid, self.owner)
+                continue
+            log.info("retry_settled", record=rid, status=status)
+            if key is not None and self.watcher is not None:
+                self.watcher.kick.set()  # its IMAP copy goes to the folder for its new status
+        return still_held
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    # -- health ------------------------------------------------------------------------------------
+    async def _health_loop(self) -> None:
+        last_clamd = -1e9
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self.progress.changed.wait(), self.options.health_interval)
+            self.progress.changed.clear()
+            if loop.time() - last_clamd >= self.options.clamd_check_interval:
+                last_clamd = loop.time()
+                self._clamd = await self.thread(self._check_clamd)
+                if self._clamd[0] is not None:
+                    await self.thread(self._observe_scanner, self._clamd)
+            if self.imap is not None and self.progress.ready:
+                problem = "login_refused" if "refused" in (self.progress.last_error or "") else "unreachable"
+                with contextlib.suppress(Exception):
+                    await self.thread(self.monitor.observe_mailbox, self.progress.connected, None, problem)
+            if loop.time() - self._last_held_check >= 60:
+                self._last_held_check = loop.time()
+                with contextlib.suppress(Exception):
+                    await self.thread(self.monitor.check_held)
+            line = self.progress.status_line
+            if line != self._last_status_line:
+                sd_notify(f"STATUS={line}")
+                self._last_status_line = line
+            with contextlib.suppress(Exception):
+                await self._write_health()
+            await asyncio.sleep(1.0)  # at most one write a second
+
+    def _observe_scanner(self, clamd: tuple[bool | None, str | None]) -> None:
+        with contextlib.suppress(Exception):  # an alert problem must never stop the health loop
+            self.monitor.observe_scanner(bool(clamd[0]))
+            if clamd[0]:
+                self.monitor.observe_scanner_version(clamd[1])
+
+    def _check_clamd(self) -> tuple[bool | None, str | None]:
+        scanner = self.intake.scanner
+        ok = scanner.ping() if hasattr(scanner, "ping") else None
+        version = scanner.version() if ok and hasattr(scanner, "version") else None
+        return ok, version
+
+    async def _write_health(self) -> None:
+        await self.thread(write_health, self.intake.sessions, self.owner, self.progress,
+                          self.imap.mailbox if self.imap else None, self._clamd)
+
+    async def _watchdog_loop(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+def write_health(sessions: Any, owner: str, progress: Progress, mailbox: str | None,
+                 clamd: tuple[bool | None, str | None]) -> None:
+    host, pid = owner.split(":")[0], int(owner.split(":")[1])
+    with sessions.begin() as session:
+        row = session.get(ServiceHealth, owner)
+        if row is None:
+            row = ServiceHealth(owner=owner, host=host, pid=pid, started_at=now_utc(), in_flight=0, state="starting")
+            session.add(row)
+        row.updated_at = now_utc()
+        row.state = progress.state
+        row.status_line = progress.status_line
+        row.mailbox = mailbox
+        row.last_poll_at = progress.last_poll_at
+        row.backlog = progress.backlog
+        row.in_flight = progress.in_flight
+        row.last_error = progress.last_error
+        row.last_error_at = progress.last_error_at
+        if clamd[0] is not None:
+            row.clamd_ok, row.clamd_version = clamd
+
+
+def signature_age(version: str | None, now: dt.datetime | None = None) -> dt.timedelta | None:
+    """'ClamAV 1.4.6/27000/Tue Nov 24 09:20:00 2026' → how old the signatures are."""
+    if not version or version.count("/") < 2:
+        return None
+    stamp = version.rsplit("/", 1)[1].strip()
+    try:
+        when = dt.datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return (now or dt.datetime.now(dt.UTC)) - when

@@ -1,0 +1,261 @@
+"""`intake export`: one row per comment item for the 「提出された意見及びその考え方」 table, as xlsx or csv.
+
+`--public` applies R11: an organisation's 名称 and 代表者 only when it did not ask for anonymity; never an
+individual's name, nor anyone's address, postal code, phone, mail or 連絡担当者. Those values (and any mail
+address or phone number) are also masked where the submitter wrote them into the comment text itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import IO, Any
+
+from daemon.staff.query import KIND_LABEL, Item, jst_text
+from daemon.staff.stats import Stats, excerpt
+
+HEADERS = ["項番", "受付番号", "受付日時", "意見提出者", "提出者区分", "該当資料", "該当箇所", "意見", "要旨",
+           "flags", "グループ"]
+WIDTHS = [6, 9, 19, 28, 11, 10, 22, 80, 40, 22, 9]
+WRAPPED = {"意見提出者", "該当箇所", "意見", "要旨", "flags"}
+MASK = "＊＊＊"
+ANONYMOUS_ORG = "法人・団体（匿名希望）"
+INDIVIDUAL = "個人"
+_MAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_FW_MAIL_RE = re.compile(r"[Ａ-Ｚａ-ｚ０-９A-Za-z0-9._%+\-．＿－]+[@＠][Ａ-Ｚａ-ｚ０-９A-Za-z0-9.\-．－]+")
+_PHONE_RE = re.compile(r"(?<![0-9０-９])[0０][0-9０-９]{1,4}[-‐－ー−()（）\s]{0,2}[0-9０-９]{1,4}"
+                       r"[-‐－ー−()（）\s]{1,2}[0-9０-９]{3,4}(?![0-9０-９])")
+XLSX_CELL_MAX = 32767
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def targets_label(targets: Sequence[str], labels: dict[str, str]) -> str:
+    return "・".join(labels.get(t, t) for t in targets)
+
+
+def location_text(item: Item) -> str:
+    return item.location or "、".join(item.pages)
+
+
+def public_submitter(sub: dict[str, Any]) -> str:
+    if sub.get("kind") == "organization":
+        if sub.get("anonymous"):
+            return ANONYMOUS_ORG
+        org = str(sub.get("organization") or "").strip()
+        rep = str(sub.get("representative") or "").strip()
+        return " ".join(x for x in (org, rep) if x) or ANONYMOUS_ORG
+    return INDIVIDUAL
+
+
+def staff_submitter(sub: dict[str, Any]) -> str:
+    if sub.get("kind") == "organization":
+        parts = [str(sub.get("organization") or ""), str(sub.get("representative") or "")]
+        label = " ".join(p.strip() for p in parts if p and p.strip())
+        return label + ("（匿名希望）" if sub.get("anonymous") else "")
+    return str(sub.get("name") or "")
+
+
+def private_values(item: Item) -> list[str]:
+    """The strings that identify a person and must not be published for this item's submitter."""
+    sub = item.submitter
+    keys = ["name", "address", "postal_code", "phone", "email", "contact_person"]
+    if sub.get("kind") != "organization" or sub.get("anonymous"):
+        keys += ["organization", "representative"]
+    values: set[str] = set()
+    for k in keys:
+        v = sub.get(k)
+        if isinstance(v, str) and v.strip():
+            v = v.strip()
+            values.add(v)
+            values.add("".join(v.split()))  # 山田 太郎 written as 山田太郎
+            values.update(p for p in v.split() if len(p) >= 2 and k in ("name", "contact_person", "representative"))
+    if item.from_address:
+        values.add(item.from_address)
+        addr = parseaddr(item.from_address)[1]
+        if addr:
+            values.add(addr)
+    return sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
+
+
+def redact(text: str, values: Iterable[str]) -> str:
+    for v in values:
+        text = text.replace(v, MASK)
+    text = _MAIL_RE.sub(MASK, text)
+    text = _FW_MAIL_RE.sub(MASK, text)
+    return _PHONE_RE.sub(MASK, text)
+
+
+@dataclass
+class ExportOptions:
+    public: bool = False
+    target_labels: dict[str, str] | None = None
+
+
+def rows(items: Sequence[Item], opts: ExportOptions) -> list[list[Any]]:
+    labels = opts.target_labels or {"main": "本編", "annex": "別添"}
+    out: list[list[Any]] = []
+    for n, it in enumerate(items, 1):
+        location, text, summary = location_text(it), it.text, it.summary or ""
+        if opts.public:
+            private = private_values(it)
+            location, text, summary = (redact(x, private) for x in (location, text, summary))
+            who = public_submitter(it.submitter)
+        else:
+            who = staff_submitter(it.submitter)
+        out.append([n, it.record_id, jst_text(it.received_at), who, KIND_LABEL.get(it.kind, INDIVIDUAL),
+                    targets_label(it.targets, labels), location, text, summary, ",".join(it.flags), it.group or ""])
+    return out
+
+
+# -- progress on a terminal ------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal and the export is long."""
+
+    def __init__(self, total: int, label: str = "export", stream: IO[str] | None = None, minimum: int = 200) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.label = label
+        self.enabled = total >= minimum and self.stream.isatty()
+        self._last = -1
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        pct = done * 100 // max(self.total, 1)
+        if pct == self._last and done != self.total:
+            return
+        self._last = pct
+        bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total}")
+        if done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+# -- CSV -------------------------------------------------------------------------------------------
+def _csv_safe(value: Any) -> Any:
+    # A cell starting with = + @ would be run as a formula by a spreadsheet (CSV injection).
+    if isinstance(value, str) and value[:1] in ("=", "+", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_csv(out: IO[str], table: Sequence[Sequence[Any]], progress: Callable[[int], None] | None = None) -> None:
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(HEADERS)
+    for i, row in enumerate(table, 1):
+        w.writerow([_csv_safe(v) for v in row])
+        if progress:
+            progress(i)
+
+
+def csv_bytes(table: Sequence[Sequence[Any]], encoding: str = "utf-8-sig") -> bytes:
+    buf = io.StringIO()
+    write_csv(buf, table)
+    return buf.getvalue().encode(encoding, errors="replace" if encoding == "cp932" else "strict")
+
+
+# -- Excel -----------------------------------------------------------------------------------------
+def _cell_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = _ILLEGAL_XML.sub("", value)
+    if len(value) > XLSX_CELL_MAX:
+        value = value[: XLSX_CELL_MAX - 20] + "…（以下省略）"
+    return value
+
+
+def write_xlsx(path_or_stream: Any, table: Sequence[Sequence[Any]], stats: Stats | None, public: bool,
+               progress: Callable[[int], None] | None = None) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "意見一覧"
+    bold = Font(bold=True)
+    fill = PatternFill("solid", fgColor="DDEBF7")
+    top = Alignment(vertical="top")
+    wrap = Alignment(vertical="top", wrap_text=True)
+    ws.append(HEADERS)
+    for c in ws[1]:
+        c.font, c.fill, c.alignment = bold, fill, Alignment(vertical="center", wrap_text=True)
+    wrapped = [h in WRAPPED for h in HEADERS]
+    for i, row in enumerate(table, 1):
+        ws.append([_cell_text(v) for v in row])
+        for c, w in zip(ws[i + 1], wrapped, strict=True):
+            c.alignment = wrap if w else top
+            if isinstance(c.value, str) and c.value.startswith("="):
+                c.data_type = "s"  # text, never a formula
+        if progress:
+            progress(i)
+    for n, width in enumerate(WIDTHS, 1):
+        ws.column_dimensions[get_column_letter(n)].width = width
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(HEADERS))}{len(table) + 1}"
+    ws.print_title_rows = "1:1"
+    if stats is not None:
+        _stats_sheet(wb.create_sheet("統計"), stats, public, bold, fill)
+    wb.save(path_or_stream)
+
+
+def _stats_sheet(ws: Any, stats: Stats, public: bool, bold: Any, fill: Any) -> None:
+    from openpyxl.styles import Alignment
+
+    def head(*cells: str) -> None:
+        ws.append(list(cells))
+        for c in ws[ws.max_row]:
+            c.font, c.fill = bold, fill
+
+    ws.append(["提出者数・意見数", stats.tally.line()])
+    ws["A1"].font = bold
+    ws.append([])
+    head("区分", "者")
+    ws.append(["個人", stats.tally.individuals])
+    ws.append(["法人・団体", stats.tally.organizations])
+    ws.append(["計", stats.tally.submitters])
+    ws.append(["意見（延べ件数）", stats.tally.items])
+    ws.append([])
+    head("状態", "件数")
+    for k, v in stats.by_status.items():
+        ws.append([k, v])
+    ws.append([])
+    head("理由 (reason)", "件数")
+    for k, v in stats.by_reason.items():
+        ws.append([k, v])
+    ws.append([])
+    head("flag", "件数")
+    for k, v in stats.by_flag.items():
+        ws.append([k, v])
+    ws.append([])
+    head("受付日 (JST)", "受信", "accepted", "rejected", "quarantined", "held", "duplicate")
+    for day, c in stats.per_day:
+        ws.append([day, c.total(), c["accepted"], c["rejected"], c["quarantined"], c["held"], c["duplicate"]])
+    ws.append([])
+    last = stats.per_day[-1][0] if stats.per_day and stats.per_day[-1][0] != "after" else ""
+    head(f"最終日 {last} 時刻別", "受信", "accepted", "rejected", "quarantined", "held", "duplicate")
+    for hour, c in stats.last_day_hours:
+        ws.append([hour, c.total(), c["accepted"], c["rejected"], c["quarantined"], c["held"], c["duplicate"]])
+    ws.append([])
+    head("グループ", "件数", "同一/類似", "受付番号", "冒頭")
+    for g in stats.groups:
+        first = stats.items[g.members[0]]
+        text = first.text
+        if public:
+            text = redact(text, private_values(first))
+        ws.append([g.id, g.count, "同一" if g.identical else f"類似（{stats.threshold:.2f}以上）",
+                   ", ".join(str(r) for r in sorted({stats.items[m].record_id for m in g.members})), excerpt(text)])
+    ws.column_dimensions["A"].width = 26
+    ws.column_dimensions["B"].width = 40
+    for col in "CDEFG":
+        ws.column_dimensions[col].width = 12
+    ws.column_dimensions["E"].width = 40
+    for row in ws.iter_rows():
+        for c in row:
+            c.alignment = Alignment(vertical="top", wrap_text=c.column_letter in ("B", "E"))
