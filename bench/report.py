@@ -1,0 +1,376 @@
+"""BENCHMARKS.md: the machine, the versions, the command and the figures (medians over the runs).
+
+Everything above the notes marker is generated; the hand-written analysis below it is kept when the
+report is written again.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import BIG, MIX, Item
+
+NOTES_MARKER = "<!-- notes: everything below this line is hand-written and kept when bench rewrites the file -->"
+TARGET_RATIO = 0.5
+TARGET_RSS_MB = 300.0
+TARGET_P95_S = 2.0
+
+
+# -- facts ----------------------------------------------------------------------------------------------
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    mem_kb = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "os": _run(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"])}
+
+
+def versions(clamd_url: str, pg_url: str | None, daemon_root: str | None = None) -> dict[str, Any]:
+    from daemon.scanner import Scanner
+
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "clamd": Scanner(clamd_url, timeout=5).version() or "?",
+        "clamd_signatures": "test database (EICAR .hdb + .ndb, daemon/devkit.py), DisableCache yes",
+        "dovecot": _run(["dovecot", "--version"]),
+        "sqlite": sqlite3.sqlite_version,
+        "intake_commit": _run(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short",
+                               "HEAD"]),
+        "intake_dirty": bool(_run(["git", "-C", str(Path(__file__).resolve().parent.parent), "status",
+                                   "--porcelain", "daemon"])),
+        "daemon_tree": daemon_tree_hash(Path(daemon_root) if daemon_root else Path(__file__).resolve().parent.parent),
+    }
+    try:
+        import aioimaplib
+        import sqlalchemy
+
+        out["sqlalchemy"] = sqlalchemy.__version__
+        out["aioimaplib"] = getattr(aioimaplib, "__version__", "?")
+    except ImportError:
+        pass
+    if pg_url:
+        try:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(pg_url)
+            with engine.connect() as conn:
+                out["postgresql"] = str(conn.execute(text("SHOW server_version")).scalar())
+            engine.dispose()
+        except Exception as exc:  # a report line, not a failure
+            out["postgresql"] = f"unreachable ({exc.__class__.__name__})"
+    return out
+
+
+def daemon_tree_hash(root: Path) -> str:
+    """SHA-256 (first 12) over every daemon/**/*.py of the tree the daemon runs from: the code under test can
+    change while benchmarks run (other engineers edit the working tree), so each result names what it ran."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((root / "daemon").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def corpus_summary(items: list[Item], build_s: float) -> dict[str, Any]:
+    kinds = Counter(i.kind for i in items)
+    sizes: dict[str, list[int]] = {}
+    for i in items:
+        sizes.setdefault(i.kind, []).append(i.size)
+    return {"messages": len(items), "bytes": sum(i.size for i in items), "build_s": build_s,
+            "by_kind": {k: {"count": kinds[k], "min": min(sizes[k]), "max": max(sizes[k]),
+                            "mean": sum(sizes[k]) / len(sizes[k])} for k in MIX if k in kinds},
+            "big_over_limit": sum(1 for i in items if i.kind == BIG and i.size > 20 * 1024 * 1024)}
+
+
+def one_line(res: dict[str, Any]) -> str:
+    if res["kind"] in ("backlog", "profile"):
+        i = res["intake"]
+        b = res.get("baseline")
+        base = f"baseline {b['rate']:.2f} msg/s ({b['wall_s']:.0f} s), " if b else ""
+        ratio = f"ratio {res['ratio_intake_to_baseline']:.2f}, " if b else ""
+        return (f"{base}intake {i['rate']:.2f} msg/s ({i['drain_s']:.0f} s), {ratio}"
+                f"RSS main {i['main_hwm_mb']:.0f} MB / tree {i['peak_tree_rss_mb']:.0f} MB, load {res['load_before']}")
+    s = res["small_medium"]
+    return (f"{res['messages']} msgs at {res['achieved_rate']:.1f}/s: small/medium p50 {_f(s['p50'])} s "
+            f"p95 {_f(s['p95'])} s p99 {_f(s['p99'])} s; big p95 {_f(res['big_processed']['p95'])} s")
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _med(values: list[Any]) -> float | None:
+    nums = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return statistics.median(nums) if nums else None
+
+
+def _get(d: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _medians(runs: list[dict[str, Any]], path: str) -> tuple[float | None, str]:
+    values = [_get(r, path) for r in runs]
+    med = _med(values)
+    spread = ", ".join(_f(v) for v in values)
+    return med, spread
+
+
+def _met(ok: bool | None) -> str:
+    return "–" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def render(results: dict[str, Any], out_path: Path) -> str:
+    runs = results["runs"]
+    m, v, c = results["machine"], results.get("versions", {}), results.get("corpus", {})
+    dbs = [db for db in ("sqlite", "postgres") if any(r["db"] == db for r in runs)]
+    lines: list[str] = [
+        "# Benchmarks: the intake against the floor (issue 9)",
+        "",
+        "Generated by `python -m bench` (bench/); the raw figures of every run go to `var/bench/results-<time>.json`",
+        "(not in git). Medians over the runs, each run's own value in brackets.",
+        "",
+        "## Machine, versions, command",
+        "",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['os']}, Linux {m['kernel']}. "
+        "Shared with other engineers' test suites while measuring: see the load averages per run.",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        *([f"- Daemon variant: PYTHONPATH={results['args']['intake_pythonpath']}"]
+          if results["args"].get("intake_pythonpath") else []),
+        *([f"- Extra [imap] config: {', '.join(results['args']['imap'])}"] if results["args"].get("imap") else []),
+        *([f"- Daemon environment: {', '.join(results['args']['daemon_env'])}"]
+          if results["args"].get("daemon_env") else []),
+        f"- Command: `{results['command']}` (started {results['started']}, took "
+        f"{_f(results.get('elapsed_s', 0) / 60, 1)} min)",
+        f"- Corpus: {c.get('messages')} messages"
+        + (" (**--small-only: the text comments alone**)" if results["args"].get("small_only") else "")
+        + f", {_f(c.get('bytes', 0) / 1e6, 0)} MB, built in "
+        f"{_f(c.get('build_s'), 1)} s; {c.get('big_over_limit')} of the big ones are over the 20 MiB limit "
+        "(rejected `too_large` from their headers, never downloaded by the intake; the baseline fetches them).",
+        "",
+        "| category | messages | size min–max (mean) |",
+        "|---|---:|---|",
+    ]
+    for kind, s in c.get("by_kind", {}).items():
+        lines.append(f"| {kind} | {s['count']} | {s['min']:,}–{s['max']:,} B ({s['mean']:,.0f}) |")
+
+    # -- throughput
+    lines += ["", "## Backlog throughput (whole corpus in the inbox, then `intake --log-level INFO run`)", "",
+              "Intake: from the daemon's `ready` log event to the last record's `created_at`. Baseline: stdlib "
+              "imaplib `UID FETCH BODY.PEEK[]` + clamd INSTREAM of every message, one after the other, same corpus, "
+              "same mailbox, just before the intake run.", "",
+              "The machine is shared, so wall-clock rates move with the load; the CPU columns are the load-independent "
+              "view: CPU seconds per message of the intake (daemon + its extraction children + clamd) and of the "
+              "baseline (the bench's imaplib/INSTREAM client + clamd; Dovecot's side is left out of both), and their "
+              "ratio baseline / intake (the rate the intake would reach, as a share of the baseline's, if CPU were "
+              "the only limit). The target column judges this run's wall-clock ratio only.", "",
+              "| database | baseline msg/s | intake msg/s | intake / baseline | target ≥ 0.50 | "
+              "drain s | until inbox empty s | startup s | CPU ms/msg baseline / intake | CPU ratio |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for db in dbs:
+        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
+        if not rs:
+            continue
+        b, bs = _medians(rs, "baseline.rate")
+        i, is_ = _medians(rs, "intake.rate")
+        ratio, rsp = _medians(rs, "ratio_intake_to_baseline")
+        d, ds = _medians(rs, "intake.drain_s")
+        e, _ = _medians(rs, "intake.until_inbox_empty_s")
+        st, _ = _medians(rs, "intake.startup_s")
+        bc, _ = _medians(rs, "baseline.cpu_per_msg_ms")
+        ic, _ = _medians(rs, "intake.cpu_per_msg_ms")
+        cr, _ = _medians(rs, "cpu_ratio_baseline_to_intake")
+        lines.append(f"| {db} | {_f(b)} [{bs}] | {_f(i)} [{is_}] | {_f(ratio)} [{rsp}] | "
+                     f"{_met(ratio >= TARGET_RATIO if ratio is not None else None)} | {_f(d, 0)} [{ds}] | "
+                     f"{_f(e, 0)} | {_f(st, 1)} | {_f(bc, 0)} / {_f(ic, 0)} | {_f(cr)} |")
+
+    # -- memory
+    lines += ["", "## Peak memory (backlog run, default concurrency: max_in_flight 8, max_in_flight_bytes 64 MiB)", "",
+              "Main: the daemon's VmHWM. Tree: the largest sum of VmRSS over the daemon and all its descendants "
+              "(extraction forkserver and workers) at one sample (every 0.2 s). Child: the largest VmHWM of one child.",
+              "", "| database | main VmHWM MB | target < 300 | peak tree RSS MB | largest child MB | children seen |",
+              "|---|---|---|---|---|---|"]
+    for db in dbs:
+        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
+        if not rs:
+            continue
+        mh, mhs = _medians(rs, "intake.main_hwm_mb")
+        tr, trs = _medians(rs, "intake.peak_tree_rss_mb")
+        ch, _ = _medians(rs, "intake.max_child_hwm_mb")
+        n, _ = _medians(rs, "intake.children_seen")
+        lines.append(f"| {db} | {_f(mh, 0)} [{mhs}] | {_met(mh < TARGET_RSS_MB if mh is not None else None)} | "
+                     f"{_f(tr, 0)} [{trs}] | {_f(ch, 0)} | {_f(n, 0)} |")
+
+    # -- CPU split
+    lines += ["", "## Where the time goes (backlog run)", "",
+              "Stage wall time summed over all messages (the pipeline's `stage` log events; stages run in up to 8 "
+              "worker threads at once, so these add up to more than the drain time). `record` is derived: from a "
+              "message's last `stage` event to its `recorded` event (duplicate-text lookup, raw fsync, DB commit). "
+              "The IMAP source does not log fetch timings: fetch is measured on the baseline side (same bytes, "
+              "same server). CPU seconds from /proc (utime+stime).", ""]
+    stage_names = ["scan", "parse", "classify", "extract", "comment", "record"]
+    lines += ["| database | " + " | ".join(f"{s} s" for s in stage_names)
+              + " | daemon CPU s | children CPU s | clamd CPU s (intake) | clamd CPU s (baseline) | "
+              "baseline fetch s | baseline scan s |",
+              "|---" * (len(stage_names) + 7) + "|"]
+    for db in dbs:
+        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
+        if not rs:
+            continue
+        cells = [_f(_medians(rs, f"intake.stages.wall_s_by_stage.{s}")[0], 1) for s in stage_names]
+        cells += [_f(_medians(rs, p)[0], 1) for p in ("intake.cpu_main_s", "intake.cpu_children_s",
+                                                      "intake.clamd_cpu_s", "baseline.clamd_cpu_s",
+                                                      "baseline.fetch_s", "baseline.scan_s")]
+        lines.append(f"| {db} | " + " | ".join(cells) + " |")
+    profiles = [r for r in runs if r["kind"] == "profile" and r["intake"].get("pyspy")]
+    for prof in profiles:
+        lines += ["", f"py-spy (100 Hz, idle threads excluded, forkserver children included; {prof['db']}, "
+                  f"not in the medians; raw stacks `{prof['intake'].get('pyspy_file')}`): share of CPU samples", "",
+                  "| part | share |", "|---|---|"]
+        for part, share in prof["intake"]["pyspy"].items():
+            if not part.startswith("_"):
+                lines.append(f"| {part} | {share * 100:.1f} % |")
+        spy = prof["intake"]["pyspy"]
+        lines.append(f"\n{spy.get('_resolved_samples', 0):.0f} samples with Python frames; "
+                     f"{spy.get('_unresolved_samples', 0):.0f} without (left out).")
+
+    # -- latency
+    lat_runs = [r for r in runs if r["kind"] == "latency"]
+    if lat_runs:
+        lines += ["", f"## Latency from APPEND to record, steady arrival at {_f(lat_runs[0]['rate'], 0)} messages/s",
+                  "", "The daemon idles (IDLE) on an empty inbox; the bench APPENDs mail at a steady rate on one "
+                  "connection; latency = the record's `created_at` − the moment the APPEND completed (matched by the "
+                  "APPENDUID UID). The target is on the small and medium part (no message over 5 MB); the big ones "
+                  "are reported apart. "
+                  + (f"Steady stream: the small and medium messages only; the big ones arrive on a second connection, "
+                     f"one every {_f(lat_runs[0].get('big_interval_s'), 0)} s."
+                     if lat_runs[0].get("big_interval_s") else
+                     "Steady stream: the whole mix in corpus order (big messages are 5 % of it)."), "",
+                  "| database | messages | achieved rate /s | small+medium p50 s | p95 s | p99 s | target p95 < 2 s | "
+                  "big (processed) p50 / p95 / max s | big too_large p95 s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for db in dbs:
+            rs = [r for r in lat_runs if r["db"] == db]
+            if not rs:
+                continue
+            p50, s50 = _medians(rs, "small_medium.p50")
+            p95, s95 = _medians(rs, "small_medium.p95")
+            p99, _ = _medians(rs, "small_medium.p99")
+            n, _ = _medians(rs, "messages")
+            rate, _ = _medians(rs, "achieved_rate")
+            b50, _ = _medians(rs, "big_processed.p50")
+            b95, _ = _medians(rs, "big_processed.p95")
+            bmax, _ = _medians(rs, "big_processed.max")
+            t95, _ = _medians(rs, "big_too_large.p95")
+            lines.append(f"| {db} | {_f(n, 0)} | {_f(rate, 1)} | {_f(p50)} [{s50}] | {_f(p95)} [{s95}] | {_f(p99)} | "
+                         f"{_met(p95 < TARGET_P95_S if p95 is not None else None)} | {_f(b50)} / {_f(b95)} / "
+                         f"{_f(bmax)} | {_f(t95)} |")
+
+    # -- linear
+    lin = [r for r in runs if r["kind"] == "backlog" and r["intake"].get("linear")]
+    lines += ["", "## Does the cost stay linear? First vs last 1,000 records", ""]
+    if lin:
+        lines += ["Seconds per message over the first 1,000 records (from `ready`) and over the last 1,000 (by commit "
+                  "time), and the mean record step (derived as above) of the first and the last 1,000 record ids.", "",
+                  "| database | messages | first 1,000 s/msg | last 1,000 s/msg | last / first | record step first "
+                  "/ last ms |", "|---|---|---|---|---|---|"]
+        for db in dbs:
+            rs = [r for r in lin if r["db"] == db]
+            if not rs:
+                continue
+            f1, _ = _medians(rs, "intake.linear.first_1000_s_per_msg")
+            l1, _ = _medians(rs, "intake.linear.last_1000_s_per_msg")
+            ratio, rsp = _medians(rs, "intake.linear.ratio_last_first")
+            r1, _ = _medians(rs, "intake.stages.windows.first_1000.record")
+            r2, _ = _medians(rs, "intake.stages.windows.last_1000.record")
+            lines.append(f"| {db} | {rs[0]['messages']} | {_f(f1, 3)} | {_f(l1, 3)} | {_f(ratio)} [{rsp}] | "
+                         f"{_f((r1 or 0) * 1000, 1)} / {_f((r2 or 0) * 1000, 1)} |")
+    else:
+        lines.append("Not measured in this invocation (needs at least 2,000 messages).")
+
+    # -- per run
+    lines += ["", "## Every run", "", "| run | load 1/5/15 min before | result |", "|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['tag']} ({r['kind']}) | {' / '.join(str(x) for x in r['load_before'])} | {one_line(r)} |")
+        if r["kind"] in ("backlog", "profile"):
+            lines.append(f"| | statuses | {r['intake']['statuses']} |")
+
+    generated = "\n".join(lines) + "\n"
+    notes = ""
+    if out_path.exists():
+        old = out_path.read_text()
+        if NOTES_MARKER in old:
+            notes = old.split(NOTES_MARKER, 1)[1]
+    return generated + "\n" + NOTES_MARKER + (notes if notes else "\n\n## Notes\n\n(analysis goes here)\n")
+
+
+def derive(run: dict[str, Any]) -> dict[str, Any]:
+    """Figures computed from a run's raw values (fills in results written by an older bench)."""
+    i = run.get("intake")
+    if run.get("kind") in ("backlog", "profile") and isinstance(i, dict) and "cpu_per_msg_ms" not in i:
+        cpu = i.get("cpu_main_s", 0) + i.get("cpu_children_s", 0) + i.get("clamd_cpu_s", 0)
+        i["cpu_per_msg_ms"] = cpu / max(1, i.get("records", 1)) * 1000
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.report RESULTS.json [MORE.json …] --output BENCHMARKS.md`: render again, runs merged."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p.add_argument("results", nargs="+", help="results JSON written by python -m bench")
+    p.add_argument("--output", default="BENCHMARKS.md")
+    args = p.parse_args(argv)
+    merged: dict[str, Any] | None = None
+    commands = []
+    for name in args.results:
+        data = json.loads(Path(name).read_text())
+        data["runs"] = [derive(r) for r in data["runs"]]
+        commands.append(data["command"])
+        if merged is None:
+            merged = data
+        else:
+            merged["runs"] += data["runs"]
+            merged["elapsed_s"] = merged.get("elapsed_s", 0) + data.get("elapsed_s", 0)
+    assert merged is not None
+    merged["command"] = "`; `".join(commands)
+    out = Path(args.output)
+    out.write_text(render(merged, out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,631 @@
+"""One benchmark run: a fresh Dovecot mailbox holding the corpus, the baseline, then `intake run`.
+
+Backlog run: the whole corpus is APPENDed first, the baseline fetches and scans every message, then the
+daemon starts against the backlog; it is stopped once every message has a record and the inbox is empty.
+Latency run: a fresh mailbox and database, the daemon idling, the corpus APPENDed at a steady rate;
+the latency of a message is its record's `created_at` minus the moment its APPEND completed (UIDPLUS
+APPENDUID names the UID, the record carries it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import imaplib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench import baseline
+from bench.corpus import BIG, Item
+from bench.procmon import TreeMonitor, cpu_seconds, load_average
+from daemon.devkit import Clamd
+from daemon.devkit_imap import Dovecot
+
+VENV_BIN = Path(sys.executable).parent
+INTAKE = str(VENV_BIN / "intake")
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# A tree whose `daemon` package the daemon imports instead of the installed one (before/after figures of a fix).
+INTAKE_PYTHONPATH: str | None = None
+# Extra [imap] keys for the daemon's config (e.g. max_in_flight_bytes), from --imap KEY=VALUE.
+EXTRA_IMAP: dict[str, Any] = {}
+# Extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2), from --daemon-env KEY=VALUE.
+DAEMON_ENV: dict[str, str] = {}
+
+
+UNIT_FILE = Path(__file__).resolve().parent.parent / "deploy" / "intake.service"
+
+
+def unit_environment(unit: Path = UNIT_FILE) -> dict[str, str]:
+    """The daemon runs as production runs it: the Environment= lines of deploy/intake.service (the malloc
+    arena limits), except the config path, which is the bench's own."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in line.removeprefix("Environment=").split():
+                key, _, value = item.partition("=")
+                if not key.startswith("INTAKE_"):
+                    env[key] = value
+    return env
+_APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)")
+# What the pipeline logs per stage, mapped to the issue's split (record is derived, fetch measured aside).
+STAGE_GROUPS = {"scan": "scan", "scan_attachments": "scan", "parse": "parse", "classify": "classify",
+                "extract": "extract", "comment": "comment"}
+
+
+# -- databases ----------------------------------------------------------------------------------------
+@dataclass
+class Database:
+    kind: str  # sqlite | postgres
+    url: str
+    _pg_name: str | None = None
+
+    @classmethod
+    def fresh(cls, kind: str, workdir: Path, pg_admin_url: str = PG_ADMIN_URL) -> Database:
+        if kind == "sqlite":
+            workdir.mkdir(parents=True, exist_ok=True)
+            return cls(kind, f"sqlite:///{workdir / 'intake.db'}")
+        name = f"intake_bench_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        return cls(kind, url, name)
+
+    def drop(self, pg_admin_url: str = PG_ADMIN_URL) -> None:
+        if self._pg_name:
+            admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)'))
+            admin.dispose()
+
+    def count(self, engine: Any) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM messages")).scalar() or 0)
+
+    def rows(self) -> list[dict[str, Any]]:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                result = conn.execute(text(
+                    "SELECT id, imap_uid, status, reasons, size, created_at, message_id FROM messages ORDER BY id"))
+                out = []
+                for row in result.mappings():
+                    created = row["created_at"]
+                    if isinstance(created, str):
+                        created = dt.datetime.fromisoformat(created)
+                    if created.tzinfo is None:
+                        created = created.replace(tzinfo=dt.UTC)
+                    reasons = row["reasons"]
+                    if isinstance(reasons, str):
+                        reasons = json.loads(reasons)
+                    out.append({"id": row["id"], "uid": row["imap_uid"], "status": row["status"],
+                                "reasons": reasons or [], "size": row["size"], "created": created.timestamp(),
+                                "message_id": row["message_id"]})
+                return out
+        finally:
+            engine.dispose()
+
+
+# -- delivery -------------------------------------------------------------------------------------------
+def _appenduid(data: Any) -> int:
+    blob = b" ".join(x if isinstance(x, bytes) else str(x).encode() for x in (data or []))
+    m = _APPENDUID.search(blob)
+    if not m:
+        raise RuntimeError("APPEND without APPENDUID (UIDPLUS)")
+    return int(m[2])
+
+
+def _connect(dovecot: Dovecot) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=300)
+    imap.login(dovecot.user, dovecot.password)
+    return imap
+
+
+def deliver(dovecot: Dovecot, items: list[Item]) -> dict[int, Item]:
+    """APPEND every item to INBOX in order; return UID → item."""
+    imap = _connect(dovecot)
+    out: dict[int, Item] = {}
+    try:
+        for item in items:
+            typ, data = imap.append("INBOX", "", None, Path(item.path).read_bytes())
+            if typ != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+            out[_appenduid(data)] = item
+    finally:
+        imap.logout()
+    return out
+
+
+# -- the daemon -----------------------------------------------------------------------------------------
+@dataclass
+class Daemon:
+    workdir: Path
+    db: Database
+    clamd_url: str
+    dovecot: Dovecot
+    poll_interval: float = 5.0
+    extra_imap: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    launched: float = 0.0
+    log_path: Path | None = None
+    monitor: TreeMonitor | None = None
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_path: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+        env["INTAKE_CONFIG"] = str(self.workdir / "intake.toml")
+        env["INTAKE_IMAP_PASSWORD"] = self.dovecot.password
+        if INTAKE_PYTHONPATH:
+            env["PYTHONPATH"] = INTAKE_PYTHONPATH
+        env.update(unit_environment())
+        env.update(DAEMON_ENV)
+        return env
+
+    def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        imap = {"host": "127.0.0.1", "port": self.dovecot.port, "user": self.dovecot.user, "security": "plain",
+                "poll_interval": self.poll_interval, **EXTRA_IMAP, **self.extra_imap}
+
+        def value(v: Any) -> str:
+            return json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+        lines = ["[intake]", f"data_dir = {json.dumps(str(self.workdir / 'data'))}",
+                 f"database_url = {json.dumps(self.db.url)}", "", "[scan]", f"clamd = {json.dumps(self.clamd_url)}",
+                 "", "[imap]", *(f"{k} = {value(v)}" for k, v in imap.items()), ""]
+        (self.workdir / "intake.toml").write_text("\n".join(lines))
+
+    def upgrade(self) -> None:
+        self.write_config()
+        subprocess.run([INTAKE, "db", "upgrade"], env=self.env(), check=True, capture_output=True, timeout=300)
+
+    def start(self, profile: bool = False) -> None:
+        self.log_path = self.workdir / "intake.log"
+        log = self.log_path.open("wb")
+        self.launched = time.time()
+        self.proc = subprocess.Popen([INTAKE, "--log-level", "INFO", "run"], env=self.env(),
+                                     stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        self.monitor = TreeMonitor(self.proc.pid).start()
+        if profile:
+            pyspy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
+            if pyspy is None:
+                raise RuntimeError("--profile needs py-spy: pip install py-spy")
+            self.profile_path = self.workdir / "profile.txt"
+            self.profiler = subprocess.Popen(
+                [pyspy, "record", "--pid", str(self.proc.pid), "--subprocesses", "--nonblocking", "--rate", "100",
+                 "--format", "raw", "--threads", "-o", str(self.profile_path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Until the daemon logs `ready`; returns that moment (epoch seconds, from the log)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.check_alive()
+            for event in self.events():
+                if event.get("event") == "ready":
+                    return _ts(event)
+            time.sleep(0.1)
+        raise RuntimeError("intake run did not log 'ready' in time")
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+            raise RuntimeError(f"intake run exited with {self.proc.returncode}:\n{tail}")
+
+    def events(self) -> list[dict[str, Any]]:
+        assert self.log_path is not None
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+    def stop(self) -> int:
+        assert self.proc is not None and self.monitor is not None
+        self.monitor.sample()
+        main_cpu = cpu_seconds(self.proc.pid)
+        self.monitor.stop()
+        self.monitor.main_cpu = max(self.monitor.main_cpu, main_cpu)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.profiler is not None:
+            try:
+                self.profiler.wait(60)
+            except subprocess.TimeoutExpired:
+                self.profiler.send_signal(signal.SIGINT)
+                self.profiler.wait(30)
+        return self.proc.returncode
+
+
+def _ts(event: dict[str, Any]) -> float:
+    return dt.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+def _inbox_count(dovecot: Dovecot) -> int:
+    try:
+        return dovecot.count("INBOX")
+    except (OSError, imaplib.IMAP4.error):
+        return -1
+
+
+def wait_recorded(daemon: Daemon, n: int, dovecot: Dovecot, timeout: float, then_empty: bool = True) -> float | None:
+    """Poll the database until n records exist (and the inbox is empty); the moment the inbox emptied."""
+    engine = create_engine(daemon.db.url)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            daemon.check_alive()
+            with contextlib.suppress(Exception):
+                if daemon.db.count(engine) >= n:
+                    break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"not every message was recorded within {timeout:.0f} s")
+    finally:
+        engine.dispose()
+    if not then_empty:
+        return None
+    while time.time() < deadline:
+        if _inbox_count(dovecot) == 0:
+            return time.time()
+        time.sleep(0.5)
+    return None
+
+
+# -- log analysis --------------------------------------------------------------------------------------
+def stage_split(events: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time per stage summed over messages (from the `stage` events), and the record step derived as the
+    time from a message's last stage event to its `recorded` event (duplicate-text lookup, raw fsync, commit)."""
+    totals: dict[str, float] = defaultdict(float)
+    last_stage_at: dict[str, float] = {}
+    by_sha_stage: dict[str, dict[str, float]] = defaultdict(dict)
+    record_s: dict[int, float] = {}
+    record_total = 0.0
+    for e in events:
+        if e.get("component") != "pipeline":
+            continue
+        sha = str(e.get("sha", ""))
+        if e.get("event") == "stage":
+            group = STAGE_GROUPS.get(str(e.get("stage")), str(e.get("stage")))
+            seconds = float(e.get("duration_ms", 0.0)) / 1000
+            totals[group] += seconds
+            by_sha_stage[sha][group] = by_sha_stage[sha].get(group, 0.0) + seconds
+            last_stage_at[sha] = _ts(e)
+        elif e.get("event") == "recorded" and sha in last_stage_at:
+            seconds = max(0.0, _ts(e) - last_stage_at[sha])
+            record_total += seconds
+            record_s[int(e.get("record", 0))] = seconds
+            by_sha_stage[sha]["record"] = seconds
+            by_sha_stage[sha]["_record_id"] = float(e.get("record", 0))
+    totals["record"] = record_total
+    # The first and the last 1,000 records (by id): mean seconds per stage.
+    per_record = {int(v["_record_id"]): v for v in by_sha_stage.values() if "_record_id" in v}
+    ids = sorted(r["id"] for r in rows)
+    windows: dict[str, dict[str, float]] = {}
+    if len(ids) >= 2000:
+        for label, chunk in (("first_1000", ids[:1000]), ("last_1000", ids[-1000:])):
+            acc: dict[str, float] = defaultdict(float)
+            for rid in chunk:
+                for k, v in per_record.get(rid, {}).items():
+                    if not k.startswith("_"):
+                        acc[k] += v
+            windows[label] = {k: v / len(chunk) for k, v in acc.items()}
+    return {"wall_s_by_stage": dict(totals), "windows": windows}
+
+
+def linear_check(rows: list[dict[str, Any]], start: float) -> dict[str, Any] | None:
+    """Seconds per message over the first and the last 1,000 records (by commit time)."""
+    times = sorted(r["created"] for r in rows)
+    if len(times) < 2000:
+        return None
+    first = (times[999] - start) / 1000
+    last = (times[-1] - times[-1001]) / 1000
+    return {"first_1000_s_per_msg": first, "last_1000_s_per_msg": last, "ratio_last_first": last / first}
+
+
+def pyspy_split(path: Path) -> dict[str, float]:
+    """CPU samples (py-spy --nonblocking, idle threads excluded) by part, as shares of the resolved samples.
+
+    Forkserver children are split into the re-import of the parent's __main__ (multiprocessing's
+    `_fixup_main_from_path`) and the extraction proper; samples with no Python frame at all (the main thread
+    between two reads, --nonblocking) are counted apart and left out of the shares."""
+    rules = [
+        ("extract child: re-import of __main__", ("_fixup_main_from_path", "_fixup_main_from_name")),
+        ("extract child: extraction", ("_child (daemon/extract",)),
+        ("extract child: fork / start", ("forkserver",)),
+        ("multiprocessing resource tracker", ("resource_tracker",)),
+        ("comment", ("comment_stage",)),
+        ("extract (parent: pickling, waiting)", ("extract_texts",)),
+        ("classify", ("classify_attachments",)),
+        ("parse", ("parse_message",)),
+        ("scan (client side)", ("scan_message", "scan_attachments")),
+        ("record (raw fsync, DB commit)", ("commit_outcome", "find_duplicate_text")),
+        ("identity / hash", ("content_identity", "_process (daemon/pipeline")),
+        ("imap claims / health (DB)", ("daemon/store/claims", "write_health")),
+        ("fetch (imap)", ("aioimaplib", "fetch_literal", "_handle_responses", "data_received")),
+        ("start-up imports", ("<module>",)),
+        ("event loop / other", ("",)),
+    ]
+    out: dict[str, float] = defaultdict(float)
+    unresolved = 0
+    if not path.exists():
+        return {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if all(f.startswith(("process ", "thread ")) for f in frames):
+            unresolved += int(count)
+            continue
+        for label, needles in rules:
+            if any(n in stack for n in needles):
+                out[label] += int(count)
+                break
+    total = sum(out.values()) or 1
+    shares = {k: v / total for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+    shares["_resolved_samples"] = float(total)
+    shares["_unresolved_samples"] = float(unresolved)
+    return shares
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def latency_stats(values: list[float]) -> dict[str, Any]:
+    return {"n": len(values), "p50": _pct(values, 0.5), "p95": _pct(values, 0.95), "p99": _pct(values, 0.99),
+            "max": max(values) if values else None}
+
+
+# -- the runs ------------------------------------------------------------------------------------------------
+@dataclass
+class Services:
+    root: Path
+    clamd: Clamd
+
+    def clamd_pid(self) -> int:
+        assert self.clamd.proc is not None
+        return self.clamd.proc.pid
+
+    def dovecot(self, name: str) -> Dovecot:
+        dovecot = Dovecot(self.root / name)
+        dovecot.start()
+        return dovecot
+
+
+def _cleanup(dovecot: Dovecot, db: Database, workdir: Path) -> None:
+    with contextlib.suppress(Exception):
+        dovecot.stop()
+    with contextlib.suppress(Exception):
+        db.drop()
+    shutil.rmtree(dovecot.workdir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def backlog_run(services: Services, items: list[Item], db_kind: str, tag: str, baseline_workers: int = 1,
+                profile: bool = False, skip_baseline: bool = False, timeout: float = 7200.0) -> dict[str, Any]:
+    """Deliver the corpus, run the baseline, then drain the backlog with `intake run`."""
+    out: dict[str, Any] = {"db": db_kind, "kind": "backlog", "tag": tag, "messages": len(items),
+                           "load_before": load_average()}
+    dovecot = services.dovecot(f"dovecot-{tag}")
+    workdir = services.root / f"intake-{tag}"
+    db = Database.fresh(db_kind, workdir)
+    try:
+        t0 = time.time()
+        uid_items = deliver(dovecot, items)
+        out["deliver_s"] = time.time() - t0
+        out["corpus_bytes"] = sum(i.size for i in items)
+
+        if not skip_baseline:
+            clamd_cpu0 = cpu_seconds(services.clamd_pid())
+            out["load_before_baseline"] = load_average()
+            client_cpu0 = time.process_time()
+            base = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, services.clamd.url,
+                                workers=baseline_workers)
+            out["baseline"] = {"messages": base.messages, "bytes": base.bytes, "wall_s": base.wall_s,
+                               "rate": base.rate, "fetch_s": base.fetch_s, "scan_s": base.scan_s,
+                               "infected": base.infected, "workers": baseline_workers,
+                               "clamd_cpu_s": cpu_seconds(services.clamd_pid()) - clamd_cpu0,
+                               "client_cpu_s": time.process_time() - client_cpu0,
+                               "fetch_s_small_medium": sum(v[0] for u, v in base.per_uid.items()
+                                                           if uid_items[u].kind != BIG),
+                               "fetch_s_big": sum(v[0] for u, v in base.per_uid.items() if uid_items[u].kind == BIG)}
+
+        daemon = Daemon(workdir, db, services.clamd.url, dovecot)
+        daemon.upgrade()
+        out["load_before_intake"] = load_average()
+        clamd_cpu0 = cpu_seconds(services.clamd_pid())
+        daemon.start(profile=profile)
+        ready = daemon.wait_ready()
+        empty_at = wait_recorded(daemon, len(items), dovecot, timeout)
+        clamd_cpu = cpu_seconds(services.clamd_pid()) - clamd_cpu0
+        out["load_after_intake"] = load_average()
+        assert daemon.monitor is not None
+        mon = daemon.monitor
+        code = daemon.stop()
+        rows = db.rows()
+        events = daemon.events()
+        last = max(r["created"] for r in rows)
+        drain = last - ready
+        statuses: dict[str, int] = defaultdict(int)
+        for r in rows:
+            statuses[r["status"] + ("/too_large" if "too_large" in r["reasons"] else "")] += 1
+        out["intake"] = {
+            "exit_code": code, "startup_s": ready - daemon.launched, "drain_s": drain, "rate": len(rows) / drain,
+            "until_inbox_empty_s": (empty_at - ready) if empty_at else None, "records": len(rows),
+            "statuses": dict(statuses), "main_hwm_mb": mon.main_hwm_kb / 1024,
+            "peak_tree_rss_mb": mon.peak_tree_rss_kb / 1024, "children_seen": len(mon.child_hwm_kb),
+            "max_child_hwm_mb": mon.max_child_hwm_kb / 1024, "children_hwm_sum_mb": mon.children_hwm_sum_kb / 1024,
+            "cpu_main_s": mon.main_cpu, "cpu_children_s": sum(mon.child_cpu.values()), "clamd_cpu_s": clamd_cpu,
+            "stages": stage_split(events, rows), "linear": linear_check(rows, ready),
+            "stopped_event": next((e for e in events if e.get("event") == "stopped"), None),
+            "errors": [e for e in events if e.get("level") in ("error", "warning")][:20],
+        }
+        if profile and daemon.profile_path is not None:
+            out["intake"]["pyspy"] = pyspy_split(daemon.profile_path)
+            keep = services.root.parent / f"profile-{tag}.txt"
+            with contextlib.suppress(OSError):
+                shutil.copy(daemon.profile_path, keep)
+                out["intake"]["pyspy_file"] = str(keep)
+        intake_cpu = out["intake"]["cpu_main_s"] + out["intake"]["cpu_children_s"] + clamd_cpu
+        out["intake"]["cpu_per_msg_ms"] = intake_cpu / len(rows) * 1000
+        if "baseline" in out:
+            out["ratio_intake_to_baseline"] = out["intake"]["rate"] / out["baseline"]["rate"]
+            base_cpu = out["baseline"]["clamd_cpu_s"] + out["baseline"]["client_cpu_s"]
+            out["baseline"]["cpu_per_msg_ms"] = base_cpu / max(1, out["baseline"]["messages"]) * 1000
+            # Load-independent: CPU seconds spent per message (daemon + its children + clamd vs client + clamd).
+            out["cpu_ratio_baseline_to_intake"] = base_cpu / intake_cpu if intake_cpu else None
+        return out
+    finally:
+        _cleanup(dovecot, db, workdir)
+
+
+def _stream(dovecot: Dovecot, schedule: list[tuple[float, Item]], start: float,
+            appended: dict[int, tuple[Item, float]], stats: dict[str, float], lock: threading.Lock) -> None:
+    """APPEND each item at its due time (seconds after start) on one connection."""
+    imap = _connect(dovecot)
+    try:
+        for due, item in schedule:
+            pause = start + due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            else:
+                stats["max_lag_s"] = max(stats.get("max_lag_s", 0.0), -pause)
+            raw = Path(item.path).read_bytes()
+            typ, data = imap.append("INBOX", "", None, raw)
+            if typ != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+            with lock:
+                appended[_appenduid(data)] = (item, time.time())
+    finally:
+        imap.logout()
+
+
+def latency_run(services: Services, items: list[Item], db_kind: str, tag: str, rate: float,
+                seconds: float, big_interval: float | None = 5.0, timeout: float = 3600.0) -> dict[str, Any]:
+    """The daemon idles on an empty inbox; then mail arrives at a steady rate.
+
+    The steady stream is the small and medium part of the corpus (no message over 5 MB) at `rate` per second;
+    the big messages arrive on a second connection, one every `big_interval` seconds (None: they are part of
+    the steady stream in their corpus order, i.e. 5 % of it)."""
+    if big_interval is None:
+        steady = items[: int(rate * seconds)]
+        bigs: list[Item] = []
+    else:
+        steady = [i for i in items if i.kind != BIG][: int(rate * seconds)]
+        bigs = [i for i in items if i.kind == BIG][: max(0, int(seconds / big_interval))]
+    count = len(steady) + len(bigs)
+    out: dict[str, Any] = {"db": db_kind, "kind": "latency", "tag": tag, "rate": rate, "messages": count,
+                           "steady_messages": len(steady), "big_messages": len(bigs), "big_interval_s": big_interval,
+                           "load_before": load_average()}
+    dovecot = services.dovecot(f"dovecot-{tag}")
+    workdir = services.root / f"intake-{tag}"
+    db = Database.fresh(db_kind, workdir)
+    try:
+        daemon = Daemon(workdir, db, services.clamd.url, dovecot)
+        daemon.upgrade()
+        daemon.start()
+        daemon.wait_ready()
+        time.sleep(1.0)  # let the first pass find the empty inbox and enter IDLE
+        appended: dict[int, tuple[Item, float]] = {}
+        lock = threading.Lock()
+        steady_stats: dict[str, float] = {}
+        big_stats: dict[str, float] = {}
+        start = time.time() + 0.2
+        threads = [threading.Thread(target=_stream, args=(dovecot, [(k / rate, it) for k, it in enumerate(steady)],
+                                                          start, appended, steady_stats, lock))]
+        if bigs and big_interval is not None:
+            threads.append(threading.Thread(target=_stream, args=(
+                dovecot, [((j + 0.5) * big_interval, it) for j, it in enumerate(bigs)], start, appended, big_stats,
+                lock)))
+        for t in threads:
+            t.start()
+        threads[0].join()
+        out["append_s"] = time.time() - start
+        out["achieved_rate"] = len(steady) / out["append_s"]
+        for t in threads[1:]:
+            t.join()
+        out["max_append_lag_s"] = steady_stats.get("max_lag_s", 0.0)
+        if len(appended) != count:
+            raise RuntimeError(f"only {len(appended)} of {count} messages were appended")
+        wait_recorded(daemon, count, dovecot, timeout, then_empty=False)
+        assert daemon.monitor is not None
+        mon = daemon.monitor
+        out["load_after"] = load_average()
+        daemon.stop()
+        rows = db.rows()
+        small, big, too_large = [], [], []
+        for r in rows:
+            got = appended.get(int(r["uid"] or -1))
+            if got is None:
+                continue
+            item, at = got
+            latency = r["created"] - at
+            if item.kind != BIG:
+                small.append(latency)
+            elif "too_large" in r["reasons"]:
+                too_large.append(latency)
+            else:
+                big.append(latency)
+        out["small_medium"] = latency_stats(small)
+        out["big_processed"] = latency_stats(big)
+        out["big_too_large"] = latency_stats(too_large)
+        out["main_hwm_mb"] = mon.main_hwm_kb / 1024
+        out["peak_tree_rss_mb"] = mon.peak_tree_rss_kb / 1024
+        return out
+    finally:
+        _cleanup(dovecot, db, workdir)
+
+
+class BenchClamd(Clamd):
+    """The devkit's clamd with its clean-file cache off: the baseline and the intake scan the same bytes, and
+    whoever scans second must not get cached verdicts (production never sees the same message twice)."""
+
+    def write_config(self) -> Path:
+        conf = super().write_config()
+        with conf.open("a") as fh:
+            fh.write("\nDisableCache yes\n")
+        return conf
+
+
+def start_services(root: Path) -> Services:
+    root.mkdir(parents=True, exist_ok=True)
+    clamd = BenchClamd(root / "clamd")
+    clamd.start()
+    return Services(root, clamd)
+
+
+def stop_services(services: Services) -> None:
+    with contextlib.suppress(Exception):
+        services.clamd.stop()
+
