@@ -3,6 +3,7 @@ what to fix. The systemd unit runs it as ExecStartPre=, so a broken deployment n
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import stat
 from collections.abc import Callable, Iterator
@@ -113,8 +114,88 @@ def check_clamd(config: Config, max_age_days: float = 3.0) -> Iterator[Result]:
         yield Result("signatures", True, f"database {parts[1]}, {age:.1f} days old")
 
 
-# Further checks (IMAP login, alert channels) register here, each yielding Results for a config.
-EXTRA_CHECKS: list[Callable[[Config], Iterator[Result]]] = []
+def check_imap(config: Config) -> Iterator[Result]:
+    """Log in to the mailbox (stdlib imaplib, implicit TLS with the same certificate checks as the daemon)."""
+    import imaplib
+    import ssl
+
+    from daemon.sources.imap import load_imap_config
+
+    try:
+        imap = load_imap_config(config)
+    except ConfigError as exc:
+        yield Result("imap", False, str(exc))
+        return
+    if imap is None:
+        return  # no mailbox configured (LMTP only)
+    try:
+        if imap.security == "tls":
+            context = ssl.create_default_context(cafile=imap.cafile)
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(imap.host, imap.port, ssl_context=context,
+                                                      timeout=imap.connect_timeout)
+        else:
+            client = imaplib.IMAP4(imap.host, imap.port, timeout=imap.connect_timeout)
+    except ssl.SSLError as exc:
+        yield Result("imap", False, f"{imap.label}: TLS failed ({exc.__class__.__name__}): check imap.cafile / the "
+                                    "server's certificate")
+        return
+    except OSError as exc:
+        yield Result("imap", False, f"{imap.label}: unreachable ({exc.__class__.__name__}): check imap.host and port")
+        return
+    try:
+        client.login(imap.user, imap.password)
+        typ, _ = client.select(f'"{imap.mailbox}"', readonly=True)
+        if typ != "OK":
+            yield Result("imap", False, f"{imap.label}: mailbox {imap.mailbox!r} cannot be opened: check imap.mailbox")
+            return
+        yield Result("imap", True, f"{imap.label}: login as the configured user works, {imap.mailbox} opens")
+    except imaplib.IMAP4.error:
+        yield Result("imap", False, f"{imap.label}: login refused: check imap.user and the password "
+                                    "(imap.password_file, $INTAKE_IMAP_PASSWORD or the imap-password credential)")
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+
+
+def check_alerts(config: Config) -> Iterator[Result]:
+    """The [alerts] table parses and every configured channel is reachable (no alert is sent)."""
+    import smtplib
+    import ssl
+    from urllib.parse import urlparse
+
+    from daemon.alerts.settings import load_alert_settings
+
+    try:
+        settings = load_alert_settings(config)
+    except ConfigError as exc:
+        yield Result("alerts", False, str(exc))
+        return
+    if settings.mail is not None:
+        mail = settings.mail
+        try:
+            context = ssl.create_default_context(cafile=mail.ca_file)
+            connect = (smtplib.SMTP_SSL(mail.host, mail.port, timeout=15, context=context) if mail.tls
+                       else smtplib.SMTP(mail.host, mail.port, timeout=15))
+            with connect as smtp:
+                smtp.ehlo()
+                if mail.starttls and not mail.tls:
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+                if mail.username:
+                    smtp.login(mail.username, mail.password or "")
+            yield Result("alerts", True, f"mail: {mail.host}:{mail.port} answers" + (" and accepts the login"
+                                                                                     if mail.username else ""))
+        except (OSError, smtplib.SMTPException) as exc:
+            yield Result("alerts", False, f"mail: {mail.host}:{mail.port} failed ({exc.__class__.__name__}): check "
+                                          "[alerts.mail] host, port, starttls and the password")
+    if settings.webhook is not None:
+        host = urlparse(settings.webhook.url).hostname or "?"
+        yield Result("alerts", True, f"webhook: {settings.webhook.format} to {host} configured "
+                                     "(run 'intake alerts test' to send one)")
+
+
+# Further checks register here, each yielding Results for a config.
+EXTRA_CHECKS: list[Callable[[Config], Iterator[Result]]] = [check_imap, check_alerts]
 
 
 def run_checks(config_path: str | None) -> list[Result]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from mails import mail
@@ -55,3 +56,32 @@ def test_raw_store_readable_by_others(env: dict[str, str], tmp_path: Path) -> No
     code, lines = check(env)
     assert code == 1
     assert line(lines, "raw store").startswith("FAIL") and "chmod" in line(lines, "raw store")
+
+
+def test_imap_login_is_checked(env: dict[str, str], tmp_path: Path) -> None:
+    from daemon.devkit_imap import Dovecot
+
+    dovecot = Dovecot(Path(tempfile.mkdtemp(prefix="intake-check-dovecot-", dir="/tmp")))
+    dovecot.start()
+    try:
+        conf = tmp_path / "intake.toml"
+        conf.write_text(f'[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+                        f'user = "{dovecot.user}"\n')
+        good = {**env, "INTAKE_CONFIG": str(conf), "INTAKE_IMAP_PASSWORD": dovecot.password}
+        code, lines = check(good)
+        assert code == 0, lines
+        assert line(lines, "imap").startswith("ok")
+        code, lines = check({**good, "INTAKE_IMAP_PASSWORD": "wrong-password"})
+        assert code == 1
+        assert line(lines, "imap").startswith("FAIL") and "login refused" in line(lines, "imap")
+    finally:
+        dovecot.stop()
+
+
+def test_bad_alert_config_is_caught(env: dict[str, str], tmp_path: Path) -> None:
+    conf = tmp_path / "intake.toml"
+    conf.write_text('[alerts.mail]\nhost = "127.0.0.1"\nport = 1\nfrom = "intake@example.go.jp"\n'
+                    'to = ["staff@example.go.jp"]\nstarttls = false\n')
+    code, lines = check({**env, "INTAKE_CONFIG": str(conf)})
+    assert code == 1
+    assert line(lines, "alerts").startswith("FAIL") and "[alerts.mail]" in line(lines, "alerts")
