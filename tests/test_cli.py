@@ -42,7 +42,8 @@ def test_ingest_json_log_and_show(env: dict[str, str], tmp_path: Path) -> None:
     assert table.returncode == 0
     out = table.stdout.decode()
     assert "2026-01-30 00:00:01 JST" in out and "attachment_not_allowed" in out
-    assert out.index(f"\n{second['id']} ") < out.index(f"\n{first['id']} ") or first["id"] > second["id"]
+    # Newest first: both arrived at the same time, so the later record comes first.
+    assert out.index(f"\n{second['id']} ") < out.index(f"\n{first['id']} ")
 
     only = intake(env, "log", "--status", "rejected", "--json")
     assert [json.loads(x)["id"] for x in only.stdout.decode().splitlines()] == [second["id"]]
