@@ -37,6 +37,9 @@ class Config:
     # Failures caused by the message itself (parser crash, extraction timeout) are retried this
     # many times, then the record is rejected as processing_failed, so one poison mail cannot block.
     max_attempts: int = 3
+    # Parses run side by side while their estimated peaks (8x the message size, daemon/budget.py) fit in
+    # this; the default lets one 20 MiB message parse beside the small ones, never two big ones at once.
+    parse_memory_bytes: int = 192 * 1024 * 1024
     source_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +110,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     max_attempts = _typed(intake, "max_attempts", int, "intake", 3)
     if max_attempts < 1:
         raise ConfigError("intake.max_attempts: must be at least 1")
+    parse_memory = _typed(intake, "parse_memory_bytes", int, "intake", Config.parse_memory_bytes)
+    if parse_memory < 1024 * 1024:
+        raise ConfigError("intake.parse_memory_bytes: must be at least 1048576 (1 MiB)")
     return Config(
         data_dir=data_dir,
         database_url=database_url,
@@ -114,6 +120,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         scan=ScanConfig(clamd=clamd, timeout=timeout),
         staff_group=_typed(intake, "staff_group", str, "intake", None),
         max_attempts=max_attempts,
+        parse_memory_bytes=parse_memory,
         source_path=file_path,
         raw=data,
     )

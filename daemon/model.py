@@ -86,7 +86,6 @@ class Work:
     reasons: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     virus: str | None = None
-    message: email.message.Message | None = None
     message_id: str | None = None
     from_address: str | None = None
     subject: str | None = None

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon import metrics
+from daemon.budget import PARSE_FACTOR, MemoryBudget
 from daemon.config import Config
 from daemon.logs import get_logger
 from daemon.model import (
@@ -93,6 +94,7 @@ class Intake:
     sessions: sessionmaker[Session]
     limits: ContainerLimits = field(default_factory=ContainerLimits)
     _locks: KeyedLocks = field(default_factory=lambda: KeyedLocks(), repr=False)
+    parse_budget: MemoryBudget | None = None  # from config.parse_memory_bytes unless given
     # Called (in the worker thread) with the exception when the database or raw store fails: alerts.
     on_storage_error: list[Callable[[BaseException], None]] = field(default_factory=list, repr=False)
 
@@ -102,17 +104,27 @@ class Intake:
         raw_store = RawStore(config.raw_dir, config.quarantine_dir, config.staff_group)
         return cls(config, rules, Scanner(config.scan.clamd, config.scan.timeout), raw_store, make_sessionmaker(engine))
 
+    def __post_init__(self) -> None:
+        if self.parse_budget is None:
+            self.parse_budget = MemoryBudget(self.config.parse_memory_bytes)
+
     # -- the stages, in order ----------------------------------------------------------------------
     def stages(self) -> list[tuple[str, Callable[[Work], None]]]:
         # Size runs first, on its own, before the duplicate check: see _process.
         return [
             ("scan", lambda w: scan_message(w, self.scanner)),
-            ("parse", parse_message),
+            ("parse", self._parse),
             ("scan_attachments", lambda w: scan_attachments(w, self.scanner)),
             ("classify", lambda w: classify_attachments(w, self.rules, self.limits)),
             ("extract", extract_texts),
             ("comment", lambda w: comment_stage(w, self.comment_rules)),
         ]
+
+    def _parse(self, work: Work) -> None:
+        # The parse is the memory peak of a message (~8x its size): big ones take turns (daemon/budget.py).
+        assert self.parse_budget is not None
+        with self.parse_budget.hold(PARSE_FACTOR * len(work.arrival.raw)):
+            parse_message(work)
 
     @functools.cached_property
     def comment_rules(self) -> CommentRules:

@@ -602,3 +602,100 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert "6 record(s)" in text and "Traceback" not in err
 
 
+
+
+# -- 11. A slow record does not hold back the mail that arrives after it ----------------------------
+class SlowRecord:
+    """The real Intake, except that the message carrying MARK waits for `release` before it is processed.
+
+    A fake stands in here only for *slowness* (a real big message takes however long it takes, so a test
+    could not tell "processed beside it" from "it happened to be quick"); everything else is real: Dovecot,
+    clamd, the database, the pipeline."""
+
+    MARK = b"SLOW-RECORD-MARK"
+
+    def __init__(self, intake: Any) -> None:
+        import threading
+
+        self.intake = intake
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.intake, name)
+
+    def process(self, arrival: Any, existing_id: int | None = None) -> int:
+        if self.MARK in arrival.raw:
+            self.started.set()
+            assert self.release.wait(120), "never released"
+        return self.intake.process(arrival, existing_id)
+
+
+def test_mail_arriving_beside_a_slow_record_is_recorded_and_moved_before_it(
+        tmp_path: Path, sqlite_config: Config, dovecot: Dovecot, clamd: Clamd) -> None:
+    import asyncio
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+
+    from daemon.config import load_config
+    from daemon.pipeline import Intake
+    from daemon.rules import load_rules
+    from daemon.sources.imap import ImapWatcher, load_imap_config
+    from daemon.store import claims
+
+    conf = write_config(tmp_path, sqlite_config, dovecot, clamd.url, imap={"poll_interval": 3600})
+    config = load_config(conf)
+    imap_cfg = load_imap_config(config)
+    assert imap_cfg is not None
+    intake = Intake.from_config(config, load_rules(config.rules_path))
+    slow = SlowRecord(intake)
+    engine = make_engine(config.database_url)
+    slow_mail = mail(body=f"大きな意見書の代わり {SlowRecord.MARK.decode()}", subject="遅い")
+    quick = [tiny(i, "quick") for i in range(3)]
+
+    async def until(cond: Callable[[], Any], what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.get_running_loop().run_in_executor(None, cond):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=8)
+
+        async def thread(fn: Callable[..., Any], *args: Any) -> Any:
+            return await loop.run_in_executor(executor, functools.partial(fn, *args))
+
+        stop = asyncio.Event()
+        watcher = ImapWatcher(imap_cfg, slow, claims.new_owner(), stop, thread)
+        await watcher.connect_first()
+        running = asyncio.ensure_future(watcher.run())
+        try:
+            await loop.run_in_executor(None, dovecot.append, [slow_mail])
+            await until(slow.started.is_set, "the slow record to start")
+            await loop.run_in_executor(None, dovecot.append, quick)
+            # The three quick ones are recorded and moved while the slow one is still in flight.
+            await until(lambda: count(engine) == 3 and dovecot.folders().get(ACCEPTED) == 3,
+                        "the quick mail recorded and moved beside the slow record")
+            seen = {"records_before_release": count(engine), "inbox_before_release": dovecot.count(),
+                    "slow_still_in_flight": not slow.release.is_set() and len(watcher._tasks) == 1}
+            slow.release.set()
+            await until(lambda: count(engine) == 4 and dovecot.count() == 0, "the slow one recorded and moved")
+            seen["folders"] = dovecot.folders()
+            return seen
+        finally:
+            slow.release.set()
+            stop.set()
+            await asyncio.wait_for(running, 60)
+            executor.shutdown(wait=True)
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert seen["records_before_release"] == 3 and seen["slow_still_in_flight"]
+    assert seen["inbox_before_release"] == 1  # only the slow one is left in the inbox meanwhile
+    assert seen["folders"].get(ACCEPTED) == 4
+    rows = records(make_engine(config.database_url))
+    assert sorted(r.imap_uid for r in rows) == [1, 2, 3, 4] and all(r.status == "accepted" for r in rows)

@@ -629,6 +629,8 @@ class ImapWatcher:
         self.sent_commands: deque[str] = deque(maxlen=5000)
         self._moves: dict[str, set[int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight_uids: set[int] = set()  # being recorded: a later pass must not take them again
+        self._progressed = asyncio.Event()  # set when a record finishes (its move can go)
         self._in_flight_bytes = 0
         self._failures = 0
         self._failure_streak = 0
@@ -725,24 +727,33 @@ class ImapWatcher:
     # -- watching ----------------------------------------------------------------------------------
     async def _watch(self, session: ImapSession) -> None:
         while not self.stop.is_set():
+            if self._failures:
+                # Recording failed (the database or raw store is down?): let the rest finish, wait, fetch again.
+                await self._drain_tasks(abandon_moves=False)
+                self._failure_streak += 1
+                delay = self._backoff(self._failure_streak - 1)
+                self.progress.set("retrying", f"{self._failures} not recorded, retrying in {delay:.0f} s")
+                self._failures = 0
+                await self._sleep(delay)
+                if self.stop.is_set():
+                    return
             session.protocol.new_mail = False
             self.kick.clear()
-            self._failures = 0
             did = await self.sync_pass(session)
             self._attempt = 0
             self.progress.ready = True
             if self.stop.is_set():
                 return
             if self._failures:
-                # Recording failed (the database or raw store is down?): wait before fetching again.
-                self._failure_streak += 1
-                delay = self._backoff(self._failure_streak - 1)
-                self.progress.set("retrying", f"{self._failures} not recorded, retrying in {delay:.0f} s")
-                await self._sleep(delay)
                 continue
             self._failure_streak = 0
-            if session.protocol.new_mail or did:
+            if session.protocol.new_mail or (did and not self._tasks):
                 continue  # mail came in during the pass (or it did work): look again before idling
+            if self._tasks:
+                # Records still being made (a big message, say): move each as it finishes, and start on new
+                # mail as soon as it shows, instead of letting it wait for the slowest message of the last pass.
+                await self._while_in_flight(session)
+                continue
             if self.once:
                 return
             pending = self.progress.held_in_mailbox
@@ -758,15 +769,44 @@ class ImapWatcher:
             else:
                 await self._wait_poll(session)
 
-    async def _relay(self, waker: asyncio.Event) -> None:
-        stop = asyncio.ensure_future(self.stop.wait())
-        kick = asyncio.ensure_future(self.kick.wait())
+    async def _while_in_flight(self, session: ImapSession) -> None:
+        """Until the records in flight are done, new mail shows, or a stop/kick: flush moves as records finish."""
+        idle = self.cfg.use_idle and "IDLE" in session.capabilities
+        while self._tasks and not (self.stop.is_set() or self.kick.is_set() or session.protocol.new_mail):
+            self._progressed.clear()
+            await self._settle(session)
+            if not self._tasks or self._failures:
+                return
+            waker = asyncio.Event()
+            relay = asyncio.ensure_future(self._relay(waker, self._progressed))
+            try:
+                if idle:
+                    if await session.idle(self.cfg.noop_interval, waker) == "push":
+                        return  # new mail: a pass takes it now, beside the records still in flight
+                else:
+                    with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                        await asyncio.wait_for(waker.wait(), self.cfg.noop_interval)
+                    await session.noop()  # answers with EXISTS when mail came in
+                    if session.protocol.new_mail:
+                        return
+            finally:
+                relay.cancel()
+        await self._settle(session)
+
+    async def _settle(self, session: ImapSession) -> None:
+        """Move what is recorded, then let go of the claims of what is done."""
+        if self._moves:
+            await self._flush_moves(session)
+        await self._release_done(session.uidvalidity)
+
+    async def _relay(self, waker: asyncio.Event, *more: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.stop, self.kick, *more)]
         try:
-            await asyncio.wait({stop, kick}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             waker.set()
         finally:
-            stop.cancel()
-            kick.cancel()
+            for w in waits:
+                w.cancel()
 
     async def _wait_poll(self, session: ImapSession) -> None:
         deadline = time.monotonic() + self.cfg.poll_interval
@@ -789,7 +829,7 @@ class ImapWatcher:
         cfg, uv = self.cfg, session.uidvalidity
         uids = await session.search_all()
         known = await self.thread(claims.recorded, self.intake.sessions, cfg.account, cfg.mailbox, uv, uids)
-        new = [u for u in uids if u not in known]
+        new = [u for u in uids if u not in known and u not in self._in_flight_uids]
         held = [u for u, (_rid, status) in known.items() if status == HELD]
         self.progress.held_in_mailbox = len(held)
         self.progress.backlog = len(new)
@@ -842,7 +882,9 @@ class ImapWatcher:
             if self._moves:
                 await self._flush_moves(session)
             await self._release_done(uv)
-        await self._drain_tasks(abandon_moves=False)
+        if self.once:
+            await self._drain_tasks(abandon_moves=False)
+        # Otherwise the records still in flight finish on their own: the watch loop moves them as they do.
         await self._release_done(uv)
         self.progress.last_poll_at = dt.datetime.now(dt.UTC)
         self.progress.backlog = 0 if not self.stop.is_set() else self.progress.backlog
@@ -908,13 +950,16 @@ class ImapWatcher:
     def _start_one(self, key: ImapKey, meta: Meta, raw: bytes, too_large: bool, recognise: bool) -> None:
         weight = len(raw)
         self._in_flight_bytes += weight
+        self._in_flight_uids.add(key.uid)
         task = asyncio.ensure_future(self.thread(self._record, key, raw, meta, too_large, recognise))
         self._tasks.add(task)
         self.progress.in_flight = len(self._tasks)
 
         def finished(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
+            self._in_flight_uids.discard(key.uid)
             self._in_flight_bytes -= weight
+            self._progressed.set()
             self._done_uids.append(key.uid)  # its claim is released in bulk at the end of the chunk
             if t.cancelled():
                 return
