@@ -12,6 +12,7 @@ import sqlite3
 import statistics
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,14 @@ def _get(d: Any, path: str) -> Any:
     return d
 
 
+def _by_db(runs: list[dict[str, Any]], dbs: list[str], kind: str | None = None) -> Iterator[tuple[str, list[Any]]]:
+    """Each database that has runs (of this kind), with its runs: one table row each."""
+    for db in dbs:
+        rs = [r for r in runs if r["db"] == db and (kind is None or r["kind"] == kind)]
+        if rs:
+            yield db, rs
+
+
 def _medians(runs: list[dict[str, Any]], path: str) -> tuple[float | None, str]:
     values = [_get(r, path) for r in runs]
     med = _med(values)
@@ -199,10 +208,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
               "| database | baseline msg/s | intake msg/s | intake / baseline | target ≥ 0.50 | "
               "drain s | until inbox empty s | startup s | CPU ms/msg baseline / intake | CPU ratio |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for db in dbs:
-        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
-        if not rs:
-            continue
+    for db, rs in _by_db(runs, dbs, "backlog"):
         b, bs = _medians(rs, "baseline.rate")
         i, is_ = _medians(rs, "intake.rate")
         ratio, rsp = _medians(rs, "ratio_intake_to_baseline")
@@ -223,10 +229,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
               "(extraction forkserver and workers) at one sample (every 0.2 s). Child: the largest VmHWM of one child.",
               "", "| database | main VmHWM MB | target < 300 | peak tree RSS MB | largest child MB | children seen |",
               "|---|---|---|---|---|---|"]
-    for db in dbs:
-        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
-        if not rs:
-            continue
+    for db, rs in _by_db(runs, dbs, "backlog"):
         mh, mhs = _medians(rs, "intake.main_hwm_mb")
         tr, trs = _medians(rs, "intake.peak_tree_rss_mb")
         ch, _ = _medians(rs, "intake.max_child_hwm_mb")
@@ -246,10 +249,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
               + " | daemon CPU s | children CPU s | clamd CPU s (intake) | clamd CPU s (baseline) | "
               "baseline fetch s | baseline scan s |",
               "|---" * (len(stage_names) + 7) + "|"]
-    for db in dbs:
-        rs = [r for r in runs if r["db"] == db and r["kind"] == "backlog"]
-        if not rs:
-            continue
+    for db, rs in _by_db(runs, dbs, "backlog"):
         cells = [_f(_medians(rs, f"intake.stages.wall_s_by_stage.{s}")[0], 1) for s in stage_names]
         cells += [_f(_medians(rs, p)[0], 1) for p in ("intake.cpu_main_s", "intake.cpu_children_s",
                                                       "intake.clamd_cpu_s", "baseline.clamd_cpu_s",
@@ -282,10 +282,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                   "| database | messages | achieved rate /s | small+medium p50 s | p95 s | p99 s | target p95 < 2 s | "
                   "big (processed) p50 / p95 / max s | big too_large p95 s |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for db in dbs:
-            rs = [r for r in lat_runs if r["db"] == db]
-            if not rs:
-                continue
+        for db, rs in _by_db(lat_runs, dbs):
             p50, s50 = _medians(rs, "small_medium.p50")
             p95, s95 = _medians(rs, "small_medium.p95")
             p99, _ = _medians(rs, "small_medium.p99")
@@ -307,10 +304,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                   "time), and the mean record step (derived as above) of the first and the last 1,000 record ids.", "",
                   "| database | messages | first 1,000 s/msg | last 1,000 s/msg | last / first | record step first "
                   "/ last ms |", "|---|---|---|---|---|---|"]
-        for db in dbs:
-            rs = [r for r in lin if r["db"] == db]
-            if not rs:
-                continue
+        for db, rs in _by_db(lin, dbs):
             f1, _ = _medians(rs, "intake.linear.first_1000_s_per_msg")
             l1, _ = _medians(rs, "intake.linear.last_1000_s_per_msg")
             ratio, rsp = _medians(rs, "intake.linear.ratio_last_first")

@@ -8,14 +8,12 @@ addresses are fictitious. The demo adds an EICAR mail at run time (never stored 
 from __future__ import annotations
 
 import email.policy
-import io
 from email.header import Header
 from email.message import EmailMessage
 from email.mime.text import MIMEText
 from pathlib import Path
 
-import docx
-import openpyxl
+from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
 
 HERE = Path(__file__).resolve().parent
 FIELDS = [("氏名", "総務 花子"), ("住所", "東京都千代田区霞が関二丁目1番2号"), ("電話番号", "03-0000-0000")]
@@ -24,6 +22,8 @@ ROWS = [
     ("別添 P.12", "用語集に「プロンプトインジェクション」を加えてほしい。", "定義が曖昧なため。"),
     ("本編 5頁", "中小企業向けの簡易版を用意してほしい。", "負担が大きいため。"),
 ]
+COMPANY = [("名称", "株式会社サンプル"), ("代表者氏名", "代表 一郎"), ("所在地", "大阪府大阪市北区1-1"),
+           ("電子メールアドレス", "contact@sample.example.jp")]
 
 
 def _received(raw: bytes, date: str) -> bytes:
@@ -56,42 +56,19 @@ def iso2022jp_comment() -> bytes:
 
 
 def word_ikensho() -> bytes:
-    d = docx.Document()
-    d.add_paragraph("意見書")
-    for label, value in FIELDS:
-        d.add_paragraph(f"{label}：{value}")
-    t = d.add_table(rows=1, cols=3)
-    for cell, text in zip(t.rows[0].cells, ("該当箇所", "意見", "理由"), strict=True):
-        cell.text = text
-    for row in ROWS:
-        cells = t.add_row().cells
-        for cell, text in zip(cells, row, strict=True):
-            cell.text = text
-    buf = io.BytesIO()
-    d.save(buf)
+    form = ikensho_docx(FIELDS, ROWS)
     msg = _base("意見書の提出", "hanako@example.jp", "Mon, 12 Jan 2026 09:30:00 +0900")
     msg.set_content("別添のとおり意見を提出します。\n")
-    msg.add_attachment(buf.getvalue(), maintype="application",
+    msg.add_attachment(form, maintype="application",
                        subtype="vnd.openxmlformats-officedocument.wordprocessingml.document", filename="意見書.docx")
     return _received(msg.as_bytes(policy=email.policy.SMTP), msg["Date"])
 
 
 def excel_ikensho() -> bytes:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(["名称", "株式会社サンプル"])
-    ws.append(["代表者氏名", "代表 一郎"])
-    ws.append(["所在地", "大阪府大阪市北区1-1"])
-    ws.append(["電子メールアドレス", "contact@sample.example.jp"])
-    ws.append([])
-    ws.append(["該当箇所", "意見", "理由"])
-    for row in ROWS:
-        ws.append(list(row))
-    buf = io.BytesIO()
-    wb.save(buf)
+    form = ikensho_xlsx(COMPANY, ROWS)
     msg = _base("意見（株式会社サンプル）", "contact@sample.example.jp", "Tue, 20 Jan 2026 14:00:00 +0900")
     msg.set_content("意見書を添付します。\n")
-    msg.add_attachment(buf.getvalue(), maintype="application",
+    msg.add_attachment(form, maintype="application",
                        subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet", filename="意見書.xlsx")
     return _received(msg.as_bytes(policy=email.policy.SMTP), msg["Date"])
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import email.policy
-import io
 import subprocess
 import sys
 from email.message import EmailMessage
 from pathlib import Path
 
-import docx
-import openpyxl
 import pytest
 from sqlalchemy import select
 
+from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
@@ -124,33 +122,11 @@ FIELDS = [("名称", "株式会社テスト"), ("代表者氏名", "試験 太�
 
 
 def word_ikensho() -> bytes:
-    d = docx.Document()
-    d.add_paragraph("意見書")
-    for label, value in FIELDS:
-        d.add_paragraph(f"{label}：{value}")
-    t = d.add_table(rows=1, cols=3)
-    for cell, text in zip(t.rows[0].cells, ("該当箇所", "意見", "理由"), strict=True):
-        cell.text = text
-    for row in ROWS:
-        for cell, text in zip(t.add_row().cells, row, strict=True):
-            cell.text = text
-    buf = io.BytesIO()
-    d.save(buf)
-    return buf.getvalue()
+    return ikensho_docx(FIELDS, ROWS)
 
 
 def excel_ikensho() -> bytes:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    for label, value in FIELDS:
-        ws.append([label, value])
-    ws.append([])
-    ws.append(["該当箇所", "意見", "理由"])
-    for row in ROWS:
-        ws.append(list(row))
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return ikensho_xlsx(FIELDS, ROWS)
 
 
 def libreoffice_doc(docx_bytes: bytes, tmp_path: Path) -> bytes:

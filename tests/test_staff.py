@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docx
 import openpyxl
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,6 +24,7 @@ from sqlalchemy.engine import make_url
 from daemon import logs
 from daemon.config import Config, ScanConfig
 from daemon.devkit import Clamd, eicar
+from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.rules import load_rules
@@ -61,36 +61,6 @@ class Spec:
 
 def individual(name: str, address: str, phone: str, email: str, comment: str) -> str:
     return f"氏名：{name}\n住所：{address}\n電話番号：{phone}\nメールアドレス：{email}\n\n{comment}\n"
-
-
-def ikensho_docx(fields: list[tuple[str, str]], rows: list[tuple[str, str, str]]) -> bytes:
-    d = docx.Document()
-    d.add_paragraph("意見書")
-    for label, value in fields:
-        d.add_paragraph(f"{label}：{value}")
-    t = d.add_table(rows=1, cols=3)
-    for cell, value in zip(t.rows[0].cells, ("該当箇所", "意見", "理由"), strict=True):
-        cell.text = value
-    for row in rows:
-        for cell, value in zip(t.add_row().cells, row, strict=True):
-            cell.text = value
-    buf = io.BytesIO()
-    d.save(buf)
-    return buf.getvalue()
-
-
-def ikensho_xlsx(fields: list[tuple[str, str]], rows: list[tuple[str, str, str]]) -> bytes:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    for label, value in fields:
-        ws.append([label, value])
-    ws.append([])
-    ws.append(["該当箇所", "意見", "理由"])
-    for row in rows:
-        ws.append(list(row))
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
 
 
 FORM = "本編 P.12 について、中小企業への支援策を拡充すべきである。特に、AIの安全性評価に要する費用の補助を求める。"

@@ -4,18 +4,17 @@ signature loaded into a dedicated clamd), purge. Real clamd, real SQLite and Pos
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import docx
 import pytest
 from sqlalchemy import select
 
 from daemon.devkit import Clamd, add_body_signature, eicar
+from daemon.devkit_ikensho import ikensho_docx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.scanner import Scanner
@@ -48,18 +47,9 @@ def record(intake: Intake, rid: int) -> dict:
 
 
 def ikensho() -> bytes:
-    d = docx.Document()
-    d.add_paragraph("氏名：審査 太郎")
-    d.add_paragraph("住所：東京都千代田区1-1")
-    t = d.add_table(rows=1, cols=2)
-    for cell, value in zip(t.rows[0].cells, ("該当箇所", "意見"), strict=True):
-        cell.text = value
-    for row in (("本編 P.4", "定義を見直すべきである。"), ("別添 P.9", "例示を増やすべきである。")):
-        for cell, value in zip(t.add_row().cells, row, strict=True):
-            cell.text = value
-    buf = io.BytesIO()
-    d.save(buf)
-    return buf.getvalue()
+    return ikensho_docx([("氏名", "審査 太郎"), ("住所", "東京都千代田区1-1")],
+                        [("本編 P.4", "定義を見直すべきである。"), ("別添 P.9", "例示を増やすべきである。")],
+                        title=None, headers=("該当箇所", "意見"))
 
 
 def test_release_extracts_what_we_can_read_and_accepts_the_rest(intake: Intake, env: dict[str, str]) -> None:
