@@ -224,7 +224,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
 
     # -- memory
     lines += ["", "## Peak memory (backlog run, defaults: max_in_flight 8, max_in_flight_bytes 64 MiB, "
-              "parse_memory_bytes 192 MiB)", "",
+              "parse_memory_bytes 128 MiB)", "",
               "Main: the daemon's VmHWM. Tree: the largest sum of VmRSS over the daemon and all its descendants "
               "(extraction forkserver and workers) at one sample (every 0.2 s). Child: the largest VmHWM of one child.",
               "", "| database | main VmHWM MB | target < 300 | peak tree RSS MB | largest child MB | children seen |",

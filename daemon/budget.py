@@ -1,9 +1,9 @@
 """A memory budget for the parse stage, shared by every source's worker threads.
 
-Parsing with stdlib `email` costs about eight times the message's size at its peak (the bytes decoded
-to a str, split into lines, joined and decoded again; measured in BENCHMARKS.md, Finding 2). Eight
-worker threads each parsing a 20 MB message would need over a gigabyte, so parses run side by side
-only while their estimated peaks fit the budget. A message whose estimate alone exceeds the budget
+Parsing a message costs about three times its size at the peak (the bytes decoded to a str, split into
+lines, joined and base64-decoded; daemon/stages/parse.py, tests/test_parse_memory.py). Eight worker
+threads each parsing a 20 MB message would need half a gigabyte, so parses run side by side only while
+their estimated peaks fit the budget. A message whose estimate alone exceeds the budget
 still runs, but on its own: nothing is ever refused for memory, it only waits.
 """
 
@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-PARSE_FACTOR = 8  # peak bytes of a parse per byte of message (tracemalloc: 7.7× on a 20.4 MB message)
+PARSE_FACTOR = 4  # peak bytes of a parse per byte of message (tracemalloc: 2.8x on a 19.8 MB message)
 
 
 class MemoryBudget:

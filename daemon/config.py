@@ -37,9 +37,9 @@ class Config:
     # Failures caused by the message itself (parser crash, extraction timeout) are retried this
     # many times, then the record is rejected as processing_failed, so one poison mail cannot block.
     max_attempts: int = 3
-    # Parses run side by side while their estimated peaks (8x the message size, daemon/budget.py) fit in
-    # this; the default lets one 20 MiB message parse beside the small ones, never two big ones at once.
-    parse_memory_bytes: int = 192 * 1024 * 1024
+    # Parses run side by side while their estimated peaks (4x the message size, daemon/budget.py) fit in
+    # this; the default lets one 20 MiB message parse beside the small ones, never two near the limit.
+    parse_memory_bytes: int = 128 * 1024 * 1024
     source_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 

@@ -121,7 +121,7 @@ class Intake:
         ]
 
     def _parse(self, work: Work) -> None:
-        # The parse is the memory peak of a message (~8x its size): big ones take turns (daemon/budget.py).
+        # The parse is the memory peak of a message (~3x its size): big ones take turns (daemon/budget.py).
         assert self.parse_budget is not None
         with self.parse_budget.hold(PARSE_FACTOR * len(work.arrival.raw)):
             parse_message(work)

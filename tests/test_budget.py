@@ -29,7 +29,7 @@ class Holder(threading.Thread):
 
 
 def test_two_big_parses_never_overlap_but_small_ones_pass_beside_a_big_one() -> None:
-    budget = MemoryBudget(192 * MB)
+    budget = MemoryBudget(128 * MB)
     big, small = PARSE_FACTOR * 19 * MB, PARSE_FACTOR * 2000
     first = Holder(budget, big)
     first.start()
@@ -85,7 +85,7 @@ def test_parse_memory_bytes_is_read_and_checked(tmp_path: Path) -> None:
     conf = tmp_path / "intake.toml"
     conf.write_text("[intake]\nparse_memory_bytes = 268435456\n")
     assert load_config(conf, env={}).parse_memory_bytes == 256 * MB
-    assert load_config(None, env={}).parse_memory_bytes == 192 * MB
+    assert load_config(None, env={}).parse_memory_bytes == 128 * MB
     conf.write_text("[intake]\nparse_memory_bytes = 1000\n")
     with pytest.raises(ConfigError, match=r"intake\.parse_memory_bytes: must be at least 1048576"):
         load_config(conf, env={})
