@@ -223,7 +223,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                      f"{_f(e, 0)} | {_f(st, 1)} | {_f(bc, 0)} / {_f(ic, 0)} | {_f(cr)} |")
 
     # -- memory
-    lines += ["", "## Peak memory (backlog run, defaults: max_in_flight 8, max_in_flight_bytes 64 MiB, "
+    lines += ["", "## Peak memory (backlog run, defaults: max_in_flight 8, max_in_flight_bytes 48 MiB, "
               "parse_memory_bytes 128 MiB)", "",
               "Main: the daemon's VmHWM. Tree: the largest sum of VmRSS over the daemon and all its descendants "
               "(extraction forkserver and workers) at one sample (every 0.2 s). Child: the largest VmHWM of one child.",

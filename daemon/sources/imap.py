@@ -78,7 +78,9 @@ class ImapConfig:
     connect_timeout: float = 30.0
     batch_size: int = 100  # UIDs per FETCH / MOVE (aioimaplib's ~1,000-line limit)
     max_in_flight: int = 8
-    max_in_flight_bytes: int = 64 * 1024 * 1024
+    # Two messages near the 20 MiB limit (and the small ones beside them): with their decoded parts and one
+    # parse, about 250 MB at the peak (BENCHMARKS.md); 64 MiB let three in and peaked over 300 MB.
+    max_in_flight_bytes: int = 48 * 1024 * 1024
     lease_seconds: float = 300.0
     noop_interval: float = 60.0
     backoff_initial: float = 1.0
@@ -188,7 +190,7 @@ def load_imap_config(config: Config, env: dict[str, str] | None = None) -> ImapC
         poll_interval=positive("poll_interval", 300.0), idle_interval=idle_interval,
         command_timeout=positive("command_timeout", 60.0), connect_timeout=positive("connect_timeout", 30.0),
         batch_size=batch, max_in_flight=max(1, int(get("max_in_flight", int, 8))),
-        max_in_flight_bytes=max(1, int(get("max_in_flight_bytes", int, 64 * 1024 * 1024))),
+        max_in_flight_bytes=max(1, int(get("max_in_flight_bytes", int, ImapConfig.max_in_flight_bytes))),
         lease_seconds=positive("lease_seconds", 300.0), noop_interval=positive("noop_interval", 60.0),
         backoff_initial=positive("backoff_initial", 1.0), backoff_max=positive("backoff_max", 300.0),
         startup_attempts=max(1, int(get("startup_attempts", int, 5))),
