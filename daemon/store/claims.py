@@ -76,10 +76,11 @@ def recorded(sessions: sessionmaker[Session], account: str, mailbox: str, uidval
 def has_other_uidvalidity(sessions: sessionmaker[Session], account: str, mailbox: str, uidvalidity: int) -> bool:
     """Were messages of this mailbox recorded under another UIDVALIDITY (the mailbox was recreated)?"""
     with sessions() as session:
-        return session.scalar(
-            select(Message.id).where(Message.imap_account == account, Message.imap_mailbox == mailbox,
-                                     Message.imap_uidvalidity != uidvalidity).limit(1)
-        ) is not None
+        # Two range probes on uq_messages_imap (account, mailbox, uidvalidity, …): `!=` would read every
+        # record of the mailbox, on every pass.
+        base = [Message.imap_account == account, Message.imap_mailbox == mailbox]
+        return any(session.scalar(select(Message.id).where(*base, other).limit(1)) is not None
+                   for other in (Message.imap_uidvalidity < uidvalidity, Message.imap_uidvalidity > uidvalidity))
 
 
 def find_previous_arrival(session: Session, key: ImapKey, sha256: str | None, size: int,

@@ -69,6 +69,9 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("imap_account", "imap_mailbox", "imap_uidvalidity", "imap_uid", name="uq_messages_imap"),
         Index("ix_messages_received_at", "received_at"),
+        # (content_id, id), not content_id alone: "the first record of this content" is then one index probe.
+        # With content_id alone PostgreSQL walked the primary key and filtered (O(records) for new content).
+        Index("ix_messages_content_id_id", "content_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -81,7 +84,7 @@ class Message(Base):
     received_source: Mapped[str] = mapped_column(String(24))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
-    content_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    content_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     virus: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(16))
@@ -133,10 +136,12 @@ class CommentKey(Base):
     """The normalized-text key (SHA-256 of comment.duplicate_key) of each comment item, for duplicate_text."""
 
     __tablename__ = "comment_keys"
+    # (key, message_pk): the first record with a key is one index probe (see records.find_duplicate_text).
+    __table_args__ = (Index("ix_comment_keys_key_message_pk", "key", "message_pk"),)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    key: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(64))
 
 
 class Event(Base):

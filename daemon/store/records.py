@@ -43,11 +43,19 @@ def find_first_by_content(session: Session, content_id: str) -> Message | None:
 
 
 def find_duplicate_text(session: Session, keys: list[str], exclude_id: int | None) -> int | None:
-    """The first other record holding a comment item with the same normalized text."""
-    query = select(CommentKey.message_pk).where(CommentKey.key.in_(keys))
-    if exclude_id is not None:
-        query = query.where(CommentKey.message_pk != exclude_id)
-    return session.scalars(query.order_by(CommentKey.message_pk).limit(1)).first()
+    """The first other record holding a comment item with the same normalized text.
+
+    One query per key, each an index probe on (key, message_pk). `key IN (…) ORDER BY message_pk LIMIT 1`
+    let PostgreSQL walk message_pk and filter every row: a cost growing with the records (BENCHMARKS.md)."""
+    found: list[int] = []
+    for key in dict.fromkeys(keys):
+        query = select(CommentKey.message_pk).where(CommentKey.key == key)
+        if exclude_id is not None:
+            query = query.where(CommentKey.message_pk != exclude_id)
+        first = session.scalars(query.order_by(CommentKey.message_pk).limit(1)).first()
+        if first is not None:
+            found.append(first)
+    return min(found, default=None)
 
 
 def commit_outcome(
