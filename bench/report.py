@@ -6,6 +6,7 @@ report is written again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sqlite3
@@ -64,14 +65,11 @@ def versions(clamd_url: str, pg_url: str | None, daemon_root: str | None = None)
                                    "--porcelain", "daemon"])),
         "daemon_tree": daemon_tree_hash(Path(daemon_root) if daemon_root else Path(__file__).resolve().parent.parent),
     }
-    try:
-        import aioimaplib
-        import sqlalchemy
+    from importlib import metadata
 
-        out["sqlalchemy"] = sqlalchemy.__version__
-        out["aioimaplib"] = getattr(aioimaplib, "__version__", "?")
-    except ImportError:
-        pass
+    for dist in ("sqlalchemy", "aioimaplib", "psycopg"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)  # aioimaplib has no __version__
     if pg_url:
         try:
             from sqlalchemy import create_engine, text
@@ -174,7 +172,7 @@ def render(results: dict[str, Any], out_path: Path) -> str:
         "## Machine, versions, command",
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['os']}, Linux {m['kernel']}. "
-        "Shared with other engineers' test suites while measuring: see the load averages per run.",
+        "The machine may be shared with other work: the load averages before each run are under \"Every run\".",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         *([f"- Daemon variant: PYTHONPATH={results['args']['intake_pythonpath']}"]
           if results["args"].get("intake_pythonpath") else []),
