@@ -342,9 +342,13 @@ def test_kill_9_mid_run_then_restart_loses_and_doubles_nothing(
             target = before + rnd.randint(1, step)
             wait_for(lambda t=target, p=proc: count(engine) >= t or p.poll() is not None, 120, f"{target} records")
         else:
-            # a time-based kill point: anywhere in fetching, recording, releasing or moving
+            # a time-based kill point: anywhere in fetching, recording, releasing or moving. Capped by a
+            # record count too, so that a fast machine cannot drain the whole inbox in one round and
+            # leave fewer than five kill points to test.
             at = time.monotonic() + rnd.uniform(0.0, 1.5)
-            wait_for(lambda a=at: time.monotonic() >= a, 10, "the kill moment", every=0.01)
+            cap = before + step
+            wait_for(lambda a=at, c=cap: time.monotonic() >= a or count(engine) >= c, 10, "the kill moment",
+                     every=0.01)
         assert proc.poll() is None, daemon.text()[-2000:]
         daemon.kill()
         kills.append((before, count(engine)))
