@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from daemon import logs
+from daemon import jst, logs
 from daemon.config import Config, ConfigError, load_config
+from daemon.jst import JST
 from daemon.rules import Rules, RulesError, load_rules
-from daemon.store.db import JST, Message, make_engine, make_sessionmaker
+from daemon.store.db import Message, make_engine, make_sessionmaker
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -101,7 +102,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # -- log / show -------------------------------------------------------------------------------------
 def _jst(value: dt.datetime | None) -> str:
-    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST") if value else "-"
+    return jst.stamp(value, suffix=True)
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:

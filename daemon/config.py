@@ -52,20 +52,68 @@ class Config:
         return self.data_dir / "quarantine"
 
 
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}]: must be a table")
-    return value
+class Section:
+    """One table of the config file, read with its types checked: every error is one line naming 'table.key'.
+
+    Every section (intake, scan, imap, lmtp, service, alerts …) is read through this, so a wrong type or a
+    bad number is reported the same way everywhere."""
+
+    def __init__(self, data: Any, name: str) -> None:
+        self.name = name
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{name}]: must be a table")
+        self.table: dict[str, Any] = data
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], dotted: str) -> Section:
+        """The table at a dotted path of the parsed file ('alerts.mail'); missing is empty."""
+        cur: Any = raw
+        for part in dotted.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        return cls(cur, dotted)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.table
+
+    def where(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        bool_ok = kind is bool or (isinstance(kind, tuple) and bool in kind)
+        if not isinstance(value, kind) or (isinstance(value, bool) and not bool_ok):
+            raise ConfigError(f"{self.where(key)}: wrong type {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float | None = None, positive: bool = False,
+               what: str = "a number") -> float:
+        """A number (int or float); `positive` refuses 0 and below, `minimum` anything under it."""
+        value = float(self.get(key, (int, float), default))
+        if positive and value <= 0:
+            raise ConfigError(f"{self.where(key)}: must be a positive {what}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.where(key)}: must be at least {minimum:g}")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int | None = None, message: str | None = None) -> int:
+        value = int(self.get(key, int, default))
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.where(key)}: {message or f'must be at least {minimum}'}")
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        value = int(self.get(key, int, default))
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"{self.where(key)}: must be 0..65535")
+        return value
 
 
-def _typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
-    return value
+def _section(data: dict[str, Any], name: str) -> Section:
+    return Section(data.get(name), name)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
@@ -94,31 +142,28 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
 
     data_dir = Path(
         env.get("INTAKE_DATA_DIR")
-        or _typed(intake, "data_dir", str, "intake", "")
+        or intake.get("data_dir", str, "")
         or Path.home() / ".local" / "share" / "intake"
     )
     database_url = (
         env.get("INTAKE_DATABASE_URL")
-        or _typed(intake, "database_url", str, "intake", "")
+        or intake.get("database_url", str, "")
         or f"sqlite:///{data_dir / 'intake.db'}"
     )
-    rules_path = Path(env.get("INTAKE_RULES") or _typed(intake, "rules", str, "intake", "") or DEFAULT_RULES)
-    clamd = env.get("INTAKE_CLAMD") or _typed(scan, "clamd", str, "scan", ScanConfig.clamd)
+    rules_path = Path(env.get("INTAKE_RULES") or intake.get("rules", str, "") or DEFAULT_RULES)
+    clamd = env.get("INTAKE_CLAMD") or scan.get("clamd", str, ScanConfig.clamd)
     if not (clamd.startswith("unix://") or clamd.startswith("tcp://")):
         raise ConfigError(f"scan.clamd / INTAKE_CLAMD: {clamd!r} must be unix:///path or tcp://host:port")
-    timeout = float(_typed(scan, "timeout", (int, float), "scan", ScanConfig.timeout))
-    max_attempts = _typed(intake, "max_attempts", int, "intake", 3)
-    if max_attempts < 1:
-        raise ConfigError("intake.max_attempts: must be at least 1")
-    parse_memory = _typed(intake, "parse_memory_bytes", int, "intake", Config.parse_memory_bytes)
-    if parse_memory < 1024 * 1024:
-        raise ConfigError("intake.parse_memory_bytes: must be at least 1048576 (1 MiB)")
+    timeout = float(scan.get("timeout", (int, float), ScanConfig.timeout))
+    max_attempts = intake.integer("max_attempts", 3, minimum=1)
+    parse_memory = intake.integer("parse_memory_bytes", Config.parse_memory_bytes, minimum=1024 * 1024,
+                                  message="must be at least 1048576 (1 MiB)")
     return Config(
         data_dir=data_dir,
         database_url=database_url,
         rules_path=rules_path,
         scan=ScanConfig(clamd=clamd, timeout=timeout),
-        staff_group=_typed(intake, "staff_group", str, "intake", None),
+        staff_group=intake.get("staff_group", str, None),
         max_attempts=max_attempts,
         parse_memory_bytes=parse_memory,
         source_path=file_path,

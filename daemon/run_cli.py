@@ -98,9 +98,10 @@ def _ago(when: dt.datetime | None, now: dt.datetime) -> str:
 def gather_status(config: Any, sessions: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from daemon.jst import JST
     from daemon.scanner import Scanner
     from daemon.service import signature_age
-    from daemon.store.db import JST, Message, ServiceHealth
+    from daemon.store.db import Message, ServiceHealth
 
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(JST).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -146,7 +147,7 @@ def gather_status(config: Any, sessions: Any, now: dt.datetime | None = None) ->
 
 
 def render_status(status: dict[str, Any], now: dt.datetime) -> str:
-    from daemon.store.db import JST
+    from daemon.jst import JST
 
     def jst(iso: str | None) -> str:
         if not iso:

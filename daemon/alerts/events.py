@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
+from daemon import jst
 
 REJECTED = "rejected"
 QUARANTINED = "quarantined"
@@ -116,11 +116,11 @@ def jst_text(value: str | dt.datetime | None) -> str:
     when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+    return jst.stamp(when, suffix=True)
 
 
 def jst_iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(JST).isoformat() if value is not None else None
+    return jst.iso(value)
 
 
 # -- payloads (no personal data) ------------------------------------------------------------------------

@@ -47,10 +47,11 @@ from sqlalchemy.orm import Session as DbSession
 
 from daemon.alerts.outbox import enqueue_door_refusal
 from daemon.config import ConfigError
+from daemon.jst import JST
 from daemon.logs import get_logger
 from daemon.model import TOO_LARGE, Arrival
 from daemon.pipeline import Intake, StorageError
-from daemon.store.db import JST, DoorRefusal
+from daemon.store.db import DoorRefusal
 
 log = get_logger("lmtp")
 

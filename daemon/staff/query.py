@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from daemon import jst
 from daemon.model import ACCEPTED, DUPLICATE, HELD
-from daemon.store.db import JST, Message
+from daemon.store.db import Message
 
 # Record flags that place an arrival outside the window (R2): left out of the published table unless asked.
 OUTSIDE_WINDOW = ("early", "late")
@@ -143,6 +144,4 @@ def items_of(records: Iterable[Message], f: Filters | None = None) -> list[Item]
 
 
 def jst_text(value: dt.datetime | None, seconds: bool = True) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return jst.stamp(value, seconds=seconds, empty="")

@@ -19,11 +19,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from daemon.jst import JST
 from daemon.model import DUPLICATE
 from daemon.rules import Rules
 from daemon.staff.groups import DEFAULT_NGRAM, DEFAULT_SIMILARITY, Group, find_groups
 from daemon.staff.query import Filters, Item, fold, items_of, select_records
-from daemon.store.db import JST, Message
+from daemon.store.db import Message
 
 STATUSES = ("accepted", "rejected", "quarantined", "held", "duplicate")
 

@@ -30,7 +30,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.types import TypeDecorator
 
 UTC = dt.UTC
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 IdType = BigInteger().with_variant(Integer, "sqlite")

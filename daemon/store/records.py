@@ -14,8 +14,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from daemon.alerts import outbox as alert_outbox
+from daemon.jst import iso as jst_iso
 from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, Work
-from daemon.store.db import JST, Attachment, CommentKey, Event, Message, now_utc
+from daemon.store.db import Attachment, CommentKey, Event, Message, now_utc
 from daemon.store.raw import RawStore
 
 
@@ -146,7 +147,7 @@ def load(session: Session, record_id: int) -> Message | None:
 
 
 def jst(value: dt.datetime | None) -> str | None:
-    return value.astimezone(JST).isoformat() if value else None
+    return jst_iso(value)
 
 
 def to_contract(msg: Message) -> dict[str, Any]:
