@@ -85,7 +85,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         arrival = Arrival(raw=raw, source="ingest", received_at=args.received_at,
                           received_source="argument" if args.received_at else None)
         try:
-            rid = intake.process(arrival)
+            rid = intake.process(arrival).id
         except StorageError as exc:
             _err(f"{name}: not recorded: {exc}")
             failures += 1

@@ -108,6 +108,17 @@ class Work:
             self.flags.append(flag)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What `Intake.process` hands back once the record is durable: enough for a source to acknowledge
+    (IMAP move to the status's folder, the LMTP reply) without reading the database again."""
+
+    id: int
+    status: str
+    reasons: tuple[str, ...] = ()
+    imap: dict[str, Any] | None = None  # the IMAP key of the record, when it came over IMAP
+
+
 # The order of precedence of statuses (the first that applies wins).
 def decide_status(reasons: list[str]) -> str:
     if VIRUS in reasons:

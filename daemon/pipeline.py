@@ -31,6 +31,7 @@ from daemon.model import (
     PROCESSING_FAILED,
     REJECTED,
     Arrival,
+    Outcome,
     Work,
     decide_status,
 )
@@ -144,15 +145,15 @@ class Intake:
                      reasons=list(work.reasons), duration_ms=round(work.timings[name] * 1000, 2))
 
     # -- one arrival -------------------------------------------------------------------------------
-    def process(self, arrival: Arrival, existing_id: int | None = None) -> int:
-        """Take one arrival through every rule into a durable record; return its id."""
+    def process(self, arrival: Arrival, existing_id: int | None = None) -> Outcome:
+        """Take one arrival through every rule into a durable record; return its outcome."""
         # Two copies of the same content in flight at once (an MTA retry racing the first delivery)
         # must not both become first records: one content identity is processed at a time.
         cid = content_identity(arrival.raw) if arrival.size is None else None
         with self._locks.hold(cid or f"imap:{arrival.imap}"):
             return self._process_guarded(arrival, existing_id, cid)
 
-    def _process_guarded(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> int:
+    def _process_guarded(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> Outcome:
         try:
             return self._process(arrival, existing_id, cid)
         except (SQLAlchemyError, RawStoreError, OSError) as exc:
@@ -162,7 +163,7 @@ class Intake:
                     listener(exc)
             raise StorageError(f"storage_failed:{exc.__class__.__name__}") from exc
 
-    def _process(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> int:
+    def _process(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> Outcome:
         downloaded = arrival.size is None  # IMAP too_large gives only headers and the declared size
         sha = hashlib.sha256(arrival.raw).hexdigest() if downloaded else None
         work = Work(arrival=arrival, sha256=sha, content_id=cid,
@@ -175,7 +176,8 @@ class Intake:
             if existing is None:
                 existing = records.find_by_source_key(session, arrival.imap)
                 if existing is not None and existing.status != HELD:
-                    return existing.id  # this arrival is already recorded and settled: idempotent
+                    # this arrival is already recorded and settled: idempotent
+                    return Outcome(existing.id, existing.status, tuple(existing.reasons or ()), arrival.imap)
             prior = records.find_first_by_content(session, cid) if (existing is None and cid) else None
             if prior is not None and prior.status == HELD:
                 existing, prior = prior, None  # the same content, still held: retry that record
@@ -196,7 +198,7 @@ class Intake:
                                          quarantine_raw=prior_status == "quarantined")
             log.info("recorded", record=rid, sha=(sha or "")[:12], size=work.size, status=DUPLICATE,
                      source=arrival.source)
-            return rid
+            return Outcome(rid, DUPLICATE, tuple(work.reasons), arrival.imap)
 
         action = "retry" if existing_pk is not None else "ingest"
         try:
@@ -212,7 +214,7 @@ class Intake:
                                          action=action, attempts=attempts, last_error=str(failure))
             log.warning("processing_failed", record=rid, sha=(sha or "")[:12], attempts=attempts,
                         status=status, error=str(failure))
-            return rid
+            return Outcome(rid, status, tuple(work.reasons), arrival.imap)
 
         metrics.observe_stages(work.timings)
         status = decide_status(work.reasons)
@@ -226,10 +228,10 @@ class Intake:
         log.info("recorded", record=rid, sha=(sha or "")[:12], size=work.size, status=status,
                  reasons=list(work.reasons), flags=list(work.flags), source=arrival.source,
                  duration_ms=round(sum(work.timings.values()) * 1000, 2))
-        return rid
+        return Outcome(rid, status, tuple(work.reasons), arrival.imap)
 
     # -- retries -----------------------------------------------------------------------------------
-    def retry(self, record_id: int) -> int:
+    def retry(self, record_id: int) -> Outcome:
         """Run a held record through the pipeline again, from the raw store."""
         with self.sessions() as session:
             msg = session.get(Message, record_id)

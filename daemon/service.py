@@ -291,13 +291,13 @@ class Service:
                                      self.options.lease_seconds):
                 continue
             try:
-                await self.thread(self.intake.retry, rid)
+                outcome = await self.thread(self.intake.retry, rid)
             except (StorageError, LookupError) as exc:
                 log.warning("retry_failed", record=rid, error=str(exc)[:120])
                 await self.thread(claims.unclaim_held, self.intake.sessions, rid, self.owner)
                 still_held = True
                 continue
-            status, key = await self.thread(claims.record_status, self.intake.sessions, rid)
+            status, key = outcome.status, outcome.imap
             if status == HELD:
                 still_held = True
                 await self.thread(claims.unclaim_held, self.intake.sessions, rid, self.owner)

@@ -55,7 +55,7 @@ def virus_mail(salt: str = "") -> bytes:
 
 
 def ingest(intake: Intake, raw: bytes) -> int:
-    return intake.process(Arrival(raw=raw, source="ingest"))
+    return intake.process(Arrival(raw=raw, source="ingest")).id
 
 
 def assert_no_personal_data(blob: str | bytes) -> None:

@@ -129,7 +129,7 @@ async def test_stopping_clamd_longer_than_n_gives_one_down_and_one_recovery_aler
 # -- held too long ----------------------------------------------------------------------------------------
 async def test_a_record_held_longer_than_n_alerts_once(intake: Intake, sink: SmtpSink, tmp_path: Path) -> None:
     intake.scanner = Scanner(f"unix://{tmp_path / 'no-clamd.sock'}", timeout=2)  # clamd unreachable
-    rid = intake.process(Arrival(raw=rejected_mail(), source="ingest"))
+    rid = intake.process(Arrival(raw=rejected_mail(), source="ingest")).id
     settings = settings_for(sink.port, categories={"held_too_long": {"minutes": 30}})
     monitor = AlertMonitor(intake.sessions, settings)
     now = dt.datetime.now(dt.UTC)

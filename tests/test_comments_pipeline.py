@@ -30,7 +30,7 @@ HEAD = (
 
 
 def ingest(intake: Intake, raw: bytes) -> dict:
-    rid = intake.process(Arrival(raw=raw, source="ingest"))
+    rid = intake.process(Arrival(raw=raw, source="ingest")).id
     with intake.sessions() as session:
         msg = records.load(session, rid)
         assert msg is not None

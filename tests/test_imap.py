@@ -628,7 +628,7 @@ class SlowRecord:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.intake, name)
 
-    def process(self, arrival: Any, existing_id: int | None = None) -> int:
+    def process(self, arrival: Any, existing_id: int | None = None) -> Any:
         if self.MARK in arrival.raw:
             self.started.set()
             assert self.release.wait(120), "never released"

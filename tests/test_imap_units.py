@@ -196,7 +196,7 @@ def test_held_record_claims(intake: Intake) -> None:
             raise ScanUnavailable("clamd_unreachable:test")
 
     scanner, intake.scanner = intake.scanner, Down()  # type: ignore[assignment]
-    rid = intake.process(Arrival(raw=mail(body="held"), source="ingest"))
+    rid = intake.process(Arrival(raw=mail(body="held"), source="ingest")).id
     intake.scanner = scanner
     assert claims.held_records(intake.sessions) == [rid]
     assert claims.claim_held(intake.sessions, rid, "h:1:a", 60)

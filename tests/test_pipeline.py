@@ -23,7 +23,7 @@ from smime import make_smime_signed
 
 
 def ingest(intake: Intake, raw: bytes, **kw: object) -> dict:
-    rid = intake.process(Arrival(raw=raw, source="ingest", **kw))  # type: ignore[arg-type]
+    rid = intake.process(Arrival(raw=raw, source="ingest", **kw)).id  # type: ignore[arg-type]
     with intake.sessions() as session:
         msg = records.load(session, rid)
         assert msg is not None
@@ -257,7 +257,7 @@ def test_the_same_content_arriving_twice_at_once_gives_one_first_record(intake: 
     raw = mail(body="同時に二通届いた意見。本編 P.2")
     copies = [raw, b"Received: from relay2 by mx; Sun, 11 Jan 2026 10:00:00 +0900\r\n" + raw] * 3
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        ids = list(pool.map(lambda r: intake.process(Arrival(raw=r, source="ingest")), copies))
+        ids = list(pool.map(lambda r: intake.process(Arrival(raw=r, source="ingest")).id, copies))
     with intake.sessions() as session:
         rows = [session.get(Message, i) for i in ids]
         statuses = sorted(m.status for m in rows if m is not None)

@@ -242,7 +242,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     for spec in SPECS:
         intake.scanner = Scanner(spec.scanner or clamd.url, timeout=30)
         ids[spec.key] = intake.process(Arrival(raw=spec.raw, source="ingest", received_at=spec.received,
-                                               received_source="argument"))
+                                               received_source="argument")).id
     intake.sessions.kw["bind"].dispose()
     env = {**os.environ, "INTAKE_DATABASE_URL": url, "INTAKE_DATA_DIR": str(config.data_dir),
            "INTAKE_RULES": str(RULES), "INTAKE_CLAMD": clamd.url, "INTAKE_CONFIG": "/dev/null"}

@@ -35,7 +35,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
 def ingest(intake: Intake, raw: bytes, scanner: str | None = None) -> int:
     if scanner is not None:
         intake.scanner = Scanner(scanner, timeout=10)
-    return intake.process(Arrival(raw=raw, source="ingest"))
+    return intake.process(Arrival(raw=raw, source="ingest")).id
 
 
 def record(intake: Intake, rid: int) -> dict:
@@ -139,7 +139,7 @@ def test_rescan_quarantines_mail_matching_a_new_signature(
         clean = ingest(intake, mail(body="本編 P.10 について意見。"))
         redelivered = intake.process(Arrival(
             raw=b"Received: from mx9.example.jp by mail.example.go.jp; Sat, 10 Jan 2026 09:20:00 +0900\r\n"
-            + carrier, source="ingest"))
+            + carrier, source="ingest")).id
         assert [record(intake, i)["status"] for i in (infected_later, old, clean, redelivered)] == [
             "accepted", "accepted", "accepted", "duplicate"]
 
@@ -193,7 +193,7 @@ def test_rescan_quarantines_mail_matching_a_new_signature(
 def test_purge_follows_the_retention_classes(intake: Intake, env: dict[str, str], tmp_path: Path) -> None:
     accepted = ingest(intake, mail(body="本編 P.1 について。"))
     duplicate = intake.process(Arrival(raw=b"Received: from x by y; Sat, 10 Jan 2026 09:30:00 +0900\r\n"
-                                       + mail(body="本編 P.1 について。"), source="ingest"))
+                                       + mail(body="本編 P.1 について。"), source="ingest")).id
     rejected = ingest(intake, mail(body="本編 P.2", attachments=[("a.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")]))
     quarantined = ingest(intake, mail(body="本編 P.3", attachments=[("a.txt", eicar(), "text/plain")]))
     held = ingest(intake, mail(body="本編 P.4 について。"), scanner=DEAD)

@@ -989,9 +989,8 @@ class ImapWatcher:
         arrival = Arrival(raw=raw, source="imap", received_at=meta.internaldate,
                           received_source="imap_internaldate" if meta.internaldate else None,
                           imap=key.as_dict(), size=meta.size if too_large else None)
-        rid = self.intake.process(arrival)
-        status, _key = claims.record_status(sessions, rid)
-        return rid, status
+        outcome = self.intake.process(arrival)
+        return outcome.id, outcome.status
 
     async def _release_done(self, uidvalidity: int) -> None:
         """Release the claims of recorded messages (their records now keep them from being taken twice)."""

@@ -290,7 +290,7 @@ class DeliveryHandler:
                           trace_bytes=trace_bytes)
         async with self.slots:
             try:
-                record_id = await self.thread(self.intake.process, arrival)
+                record_id = (await self.thread(self.intake.process, arrival)).id
             except StorageError as exc:
                 log.error("delivery_deferred", error=str(exc), source=source, size=len(raw), reply=451)
                 return None, REPLY_TRY_AGAIN

@@ -286,16 +286,3 @@ def unclaim_held(sessions: sessionmaker[Session], record_id: int, owner: str) ->
     with sessions.begin() as session:
         session.execute(update(Message).where(Message.id == record_id, Message.lease_owner == owner)
                         .values(lease_owner=None, lease_until=None))
-
-
-def record_status(sessions: sessionmaker[Session], record_id: int) -> tuple[str, dict[str, Any] | None]:
-    """The status of a record and its IMAP key (None for other sources)."""
-    with sessions() as session:
-        msg = session.get(Message, record_id)
-        if msg is None:
-            raise LookupError(f"no record {record_id}")
-        key = None
-        if msg.imap_uid is not None:
-            key = {"account": msg.imap_account, "mailbox": msg.imap_mailbox,
-                   "uidvalidity": msg.imap_uidvalidity, "uid": msg.imap_uid}
-        return msg.status, key
