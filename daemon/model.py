@@ -46,6 +46,33 @@ class Arrival:
     trace_bytes: int = 0
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the store already knows of an arrival, read once before the stages run."""
+
+    settled: bool = False  # this very arrival is recorded and not held: nothing to do
+    record_id: int | None = None  # the record this arrival continues (retry of a held record)
+    status: str | None = None  # of that record, when settled
+    reasons: tuple[str, ...] = ()
+    attempts: int = 0
+    received_at: dt.datetime | None = None  # a retry keeps the first arrival's time and window flags
+    received_source: str | None = None
+    flags: tuple[str, ...] = ()
+    first_id: int | None = None  # the first record of the same content: this arrival is a duplicate
+    first_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `Intake.process` hands back once the record is durable: enough for a source to acknowledge
+    (IMAP move to the status's folder, the LMTP reply) without reading the database again."""
+
+    id: int
+    status: str
+    reasons: tuple[str, ...] = ()
+    imap: dict[str, Any] | None = None  # the IMAP key of the record, when it came over IMAP
+
+
 @dataclass
 class Part:
     """An attachment (R4): a MIME leaf that is not a body part (R4a)."""
@@ -81,6 +108,7 @@ class Work:
     sha256: str | None
     content_id: str | None
     size: int
+    known: Known = field(default_factory=lambda: Known())
     received_at: dt.datetime | None = None
     received_source: str | None = None
     reasons: list[str] = field(default_factory=list)
@@ -106,17 +134,6 @@ class Work:
     def add_flag(self, flag: str) -> None:
         if flag not in self.flags:
             self.flags.append(flag)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What `Intake.process` hands back once the record is durable: enough for a source to acknowledge
-    (IMAP move to the status's folder, the LMTP reply) without reading the database again."""
-
-    id: int
-    status: str
-    reasons: tuple[str, ...] = ()
-    imap: dict[str, Any] | None = None  # the IMAP key of the record, when it came over IMAP
 
 
 # The order of precedence of statuses (the first that applies wins).

@@ -1,15 +1,22 @@
-"""The way one message travels: size → duplicate? → scan → parse → classify → extract → comment → record.
+"""The way one message travels, in the order the README draws:
 
-Sources (ingest, IMAP, LMTP) hand an `Arrival` to `Intake.process`, which returns only when the
-record is durable. The stages are plain functions over `Work` (daemon/stages/); the I/O they need
-(clamd) is passed in; the database and raw store are touched here only, before and after them.
+    received → size → duplicate? → scan → parse → scan attachments → classify → extract → comment → record
+
+A source (ingest, IMAP, LMTP) hands an `Arrival` to `Intake.process`, which returns an `Outcome` only when
+the record is durable. The walk reads top to bottom in `_process`:
+1. one read of what the store knows of this arrival (`records.lookup`: a retry, a duplicate);
+2. the stages, plain functions over `Work` (daemon/stages/), built once per message from one `Rules`
+   object (`stage_list`), so a rules reload takes effect between two messages, never inside one;
+3. the decision: status, and the alert the status raises (daemon/alerts/events.py, pure);
+4. one write (`records.commit_outcome`): raw bytes fsync'd, then the record, its event and its alert in
+   one transaction.
+The database and the raw store are touched here only, before and after the stages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import hashlib
 import threading
 import time
@@ -20,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon import metrics
+from daemon.alerts.events import AlertDraft, alert_for_status
 from daemon.budget import PARSE_FACTOR, MemoryBudget
 from daemon.config import Config
 from daemon.logs import get_logger
@@ -30,6 +38,7 @@ from daemon.model import (
     HELD,
     PROCESSING_FAILED,
     REJECTED,
+    TOO_LARGE,
     Arrival,
     Outcome,
     Work,
@@ -38,8 +47,8 @@ from daemon.model import (
 from daemon.rules import Rules
 from daemon.scanner import Scanner
 from daemon.stages.classify import ContainerLimits
-from daemon.stages.comment import CommentRules, comment_stage
-from daemon.stages.identity import content_identity
+from daemon.stages.comment import comment_stage
+from daemon.stages.identity import content_identity, mark_duplicate
 from daemon.stages.parse import parse_message
 from daemon.stages.received import determine_received
 from daemon.stages.scan import ScannerLike, scan_attachments, scan_message
@@ -51,6 +60,7 @@ from daemon.store.db import Message, make_engine, make_sessionmaker
 from daemon.store.raw import RawStore, RawStoreError
 
 log = get_logger("pipeline")
+Stage = Callable[[Work], None]
 
 
 class KeyedLocks:
@@ -110,15 +120,18 @@ class Intake:
             self.parse_budget = MemoryBudget(self.config.parse_memory_bytes)
 
     # -- the stages, in order ----------------------------------------------------------------------
-    def stages(self) -> list[tuple[str, Callable[[Work], None]]]:
-        # Size runs first, on its own, before the duplicate check: see _process.
+    def stage_list(self, rules: Rules) -> list[tuple[str, Stage]]:
+        """Every stage of one message, in order, all judging by the same `rules`."""
         return [
+            ("received", lambda w: determine_received(w, rules)),
+            ("size", lambda w: check_size(w, rules)),
+            ("duplicate", mark_duplicate),
             ("scan", lambda w: scan_message(w, self.scanner)),
             ("parse", self._parse),
             ("scan_attachments", lambda w: scan_attachments(w, self.scanner)),
-            ("classify", lambda w: classify_attachments(w, self.rules, self.limits)),
+            ("classify", lambda w: classify_attachments(w, rules, self.limits)),
             ("extract", extract_texts),
-            ("comment", lambda w: comment_stage(w, self.comment_rules)),
+            ("comment", lambda w: comment_stage(w, rules.comment)),
         ]
 
     def _parse(self, work: Work) -> None:
@@ -127,12 +140,8 @@ class Intake:
         with self.parse_budget.hold(PARSE_FACTOR * len(work.arrival.raw)):
             parse_message(work)
 
-    @functools.cached_property
-    def comment_rules(self) -> CommentRules:
-        return CommentRules.from_rules(self.rules.raw)
-
-    def _run_stages(self, work: Work) -> None:
-        for name, stage in self.stages():
+    def _run_stages(self, work: Work, rules: Rules) -> None:
+        for name, stage in self.stage_list(rules):
             if work.done:
                 break
             started = time.perf_counter()
@@ -151,84 +160,78 @@ class Intake:
         # must not both become first records: one content identity is processed at a time.
         cid = content_identity(arrival.raw) if arrival.size is None else None
         with self._locks.hold(cid or f"imap:{arrival.imap}"):
-            return self._process_guarded(arrival, existing_id, cid)
-
-    def _process_guarded(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> Outcome:
-        try:
-            return self._process(arrival, existing_id, cid)
-        except (SQLAlchemyError, RawStoreError, OSError) as exc:
-            log.error("storage_failed", error=exc.__class__.__name__, source=arrival.source)
-            for listener in self.on_storage_error:
-                with contextlib.suppress(Exception):
-                    listener(exc)
-            raise StorageError(f"storage_failed:{exc.__class__.__name__}") from exc
+            try:
+                return self._process(arrival, existing_id, cid)
+            except (SQLAlchemyError, RawStoreError, OSError) as exc:
+                log.error("storage_failed", error=exc.__class__.__name__, source=arrival.source)
+                for listener in self.on_storage_error:
+                    with contextlib.suppress(Exception):
+                        listener(exc)
+                raise StorageError(f"storage_failed:{exc.__class__.__name__}") from exc
 
     def _process(self, arrival: Arrival, existing_id: int | None, cid: str | None) -> Outcome:
-        downloaded = arrival.size is None  # IMAP too_large gives only headers and the declared size
-        sha = hashlib.sha256(arrival.raw).hexdigest() if downloaded else None
-        work = Work(arrival=arrival, sha256=sha, content_id=cid,
-                    size=len(arrival.raw) if downloaded else int(arrival.size or 0))
-        determine_received(work, self.rules)
-
-        attempts = 0
+        rules = self.rules  # one Rules object for the whole walk: a reload lands between two messages
+        # 1. What the store knows of this arrival.
         with self.sessions() as session:
-            existing = session.get(Message, existing_id) if existing_id is not None else None
-            if existing is None:
-                existing = records.find_by_source_key(session, arrival.imap)
-                if existing is not None and existing.status != HELD:
-                    # this arrival is already recorded and settled: idempotent
-                    return Outcome(existing.id, existing.status, tuple(existing.reasons or ()), arrival.imap)
-            prior = records.find_first_by_content(session, cid) if (existing is None and cid) else None
-            if prior is not None and prior.status == HELD:
-                existing, prior = prior, None  # the same content, still held: retry that record
-            if existing is not None:
-                attempts = existing.attempts
-                # Keep the original arrival's time: a retry is not a new arrival.
-                work.received_at, work.received_source = existing.received_at, existing.received_source
-                work.flags = [f for f in existing.flags if f in ("early", "late", "received_at_uncertain")]
-            prior_id, prior_status = (prior.id, prior.status) if prior is not None else (None, None)
-        existing_pk = existing.id if existing is not None else None
+            known = records.lookup(session, arrival, cid, existing_id)
+        if known.settled:
+            assert known.record_id is not None and known.status is not None
+            return Outcome(known.record_id, known.status, known.reasons, arrival.imap)
 
-        check_size(work, self.rules)
-        if not work.done and prior_id is not None:
-            # The same content was recorded before: a new row, pointing at the first, not opened again.
-            work.done = True
-            rid = records.commit_outcome(self.sessions, self.raw_store, work, DUPLICATE, existing_pk,
-                                         action="duplicate", duplicate_of=prior_id,
-                                         quarantine_raw=prior_status == "quarantined")
-            log.info("recorded", record=rid, sha=(sha or "")[:12], size=work.size, status=DUPLICATE,
-                     source=arrival.source)
-            return Outcome(rid, DUPLICATE, tuple(work.reasons), arrival.imap)
-
-        action = "retry" if existing_pk is not None else "ingest"
+        # 2. The stages.
+        downloaded = arrival.size is None  # IMAP too_large gives only headers and the declared size
+        work = Work(arrival=arrival, sha256=hashlib.sha256(arrival.raw).hexdigest() if downloaded else None,
+                    content_id=cid, size=len(arrival.raw) if downloaded else int(arrival.size or 0), known=known)
+        action = "retry" if known.record_id is not None else "ingest"
         try:
-            self._run_stages(work)
+            self._run_stages(work, rules)
         except MessageFailure as failure:
-            attempts += 1
-            status = REJECTED if attempts >= self.config.max_attempts else HELD
-            work.reasons = [PROCESSING_FAILED]
-            work.comment_keys = []
-            work.attachments = []
-            work.result = {"comments": [], "submitter": {}, "texts": []}
-            rid = records.commit_outcome(self.sessions, self.raw_store, work, status, existing_pk,
-                                         action=action, attempts=attempts, last_error=str(failure))
-            log.warning("processing_failed", record=rid, sha=(sha or "")[:12], attempts=attempts,
-                        status=status, error=str(failure))
-            return Outcome(rid, status, tuple(work.reasons), arrival.imap)
+            return self._record_failure(work, action, str(failure))
 
+        # 3. The decision, and 4. the record.
+        if known.first_id is not None and TOO_LARGE not in work.reasons:
+            rid = records.commit_outcome(self.sessions, self.raw_store, work, DUPLICATE, known.record_id,
+                                         action="duplicate", duplicate_of=known.first_id,
+                                         quarantine_raw=known.first_status == "quarantined")
+            return self._recorded(work, rid, DUPLICATE)
         metrics.observe_stages(work.timings)
         status = decide_status(work.reasons)
         if work.comment_keys and status in (ACCEPTED, REJECTED):
             with self.sessions() as session:
-                work.duplicate_text_of = records.find_duplicate_text(session, work.comment_keys, existing_pk)
+                work.duplicate_text_of = records.find_duplicate_text(session, work.comment_keys, known.record_id)
             if work.duplicate_text_of is not None:
                 work.add_flag(DUPLICATE_TEXT)
-        rid = records.commit_outcome(self.sessions, self.raw_store, work, status, existing_pk,
-                                     action=action, attempts=attempts)
-        log.info("recorded", record=rid, sha=(sha or "")[:12], size=work.size, status=status,
-                 reasons=list(work.reasons), flags=list(work.flags), source=arrival.source,
+        rid = records.commit_outcome(self.sessions, self.raw_store, work, status, known.record_id,
+                                     action=action, attempts=known.attempts, alert=self._alert(work, status))
+        return self._recorded(work, rid, status)
+
+    def _alert(self, work: Work, status: str) -> AlertDraft | None:
+        assert work.received_at is not None
+        return alert_for_status(status, work.received_at, work.size, work.reasons, work.virus, work.attachments,
+                                work.arrival.source)
+
+    def _record_failure(self, work: Work, action: str, error: str) -> Outcome:
+        """A stage crashed on this message's content: held for another try, rejected after max_attempts."""
+        attempts = work.known.attempts + 1
+        status = REJECTED if attempts >= self.config.max_attempts else HELD
+        work.reasons = [PROCESSING_FAILED]
+        work.comment_keys = []
+        work.attachments = []
+        work.result = {"comments": [], "submitter": {}, "texts": []}
+        if work.received_at is None:  # the crash came before the received stage ran (it cannot, but be total)
+            determine_received(work, self.rules)
+        rid = records.commit_outcome(self.sessions, self.raw_store, work, status, work.known.record_id,
+                                     action=action, attempts=attempts, last_error=error,
+                                     alert=self._alert(work, status))
+        log.warning("processing_failed", record=rid, sha=(work.sha256 or "")[:12], attempts=attempts,
+                    status=status, error=error)
+        return Outcome(rid, status, tuple(work.reasons), work.arrival.imap)
+
+    def _recorded(self, work: Work, rid: int, status: str) -> Outcome:
+        log.info("recorded", record=rid, sha=(work.sha256 or "")[:12], size=work.size, status=status,
+                 reasons=list(work.reasons), flags=list(work.flags), source=work.arrival.source,
                  duration_ms=round(sum(work.timings.values()) * 1000, 2))
-        return Outcome(rid, status, tuple(work.reasons), arrival.imap)
+        return Outcome(rid, status, tuple(work.reasons), work.arrival.imap)
 
     # -- retries -----------------------------------------------------------------------------------
     def retry(self, record_id: int) -> Outcome:
@@ -239,15 +242,7 @@ class Intake:
                 raise LookupError(f"no record {record_id}")
             if msg.sha256 is None:
                 raise LookupError(f"record {record_id} has no stored raw message")
-            arrival = Arrival(
-                raw=self.raw_store.get(msg.sha256),
-                source=msg.source,
-                received_at=msg.received_at,
-                received_source=msg.received_source,
-                imap=({"account": msg.imap_account, "mailbox": msg.imap_mailbox,
-                       "uidvalidity": msg.imap_uidvalidity, "uid": msg.imap_uid}
-                      if msg.imap_uid is not None else None),
-            )
+            arrival = records.arrival_from_record(msg, self.raw_store.get(msg.sha256))
         return self.process(arrival, existing_id=record_id)
 
 

@@ -1,58 +1,66 @@
-"""The consultation's rules (rules/*.toml), loaded and validated at start.
+"""The consultation's rules (rules/*.toml), loaded and validated at start: one typed object.
 
 Everything that differs per consultation lives in that file: the window (R2), the size limit (R3),
-the allowed kinds and their extensions (R4), the targets (R9), the 要旨 threshold (R8) and the labels
-of the 意見書's fields (R7). A bad file is a one-line `RulesError` that names the key and the problem.
+the allowed kinds and their extensions (R4), the targets (R9), the 要旨 threshold (R8), the labels
+of the 意見書's fields (R7) and the organisation / anonymity markers (R11). A bad file is a one-line
+`RulesError` that names the key and the problem.
+
+A `Rules` object is immutable and complete: the stages take what they need from it (`rules.comment`
+for the comment stage), and a reload (SIGHUP) builds a new object and swaps it in whole, so that no
+part of the intake judges a message by half-old rules. Nothing here imports a stage.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 KNOWN_KINDS = ("word", "excel", "text", "ichitaro")
-FIELD_KEYS = (
-    "name", "organization", "representative", "address", "postal_code", "phone", "email", "contact_person",
+# R7: the submitter fields of the 意見書, each with its labels in [fields].
+FIELD_NAMES = (
+    "name",
+    "organization",
+    "representative",
+    "address",
+    "postal_code",
+    "phone",
+    "email",
+    "contact_person",
 )
+FIELD_KEYS = FIELD_NAMES
+# The labels of the parts of one comment item, in [comment].
+COMMENT_LABEL_KINDS = ("location", "opinion", "reason", "summary")
+# R6: below this share of Japanese letters (kana + kanji) among all letters the text is flagged.
+# Overridable with the optional rules key limits.japanese_min_share.
+DEFAULT_JAPANESE_MIN_SHARE = 0.2
 
 
 class RulesError(ValueError):
     """A rules file that cannot be used; str() is one line: '<file>: <key>: <problem>'."""
 
 
-@dataclass(frozen=True)
-class Rules:
-    path: str
-    consultation_id: str
-    window_start: dt.datetime
-    window_end: dt.datetime
-    max_message_bytes: int
-    summary_threshold: int
-    allowed_kinds: dict[str, tuple[str, ...]]
-    raw: dict[str, Any]  # the whole parsed file, for the stages that read their own sections
-
-    def window_flag(self, received_at: dt.datetime) -> str | None:
-        """R2: 'early' / 'late' against the window (an aware datetime compares correctly in any zone)."""
-        if received_at < self.window_start:
-            return "early"
-        if received_at > self.window_end:
-            return "late"
-        return None
-
-
-def _get(data: dict[str, Any], dotted: str) -> Any:
+# -- reading helpers: each raises RulesError('<dotted key>: <problem>') ---------------------------------
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
     cur: Any = data
     for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
+        if not isinstance(cur, Mapping) or part not in cur:
             raise RulesError(f"{dotted}: missing")
         cur = cur[part]
     return cur
 
 
-def _aware(data: dict[str, Any], key: str) -> dt.datetime:
+def _table(data: Mapping[str, Any], dotted: str) -> Mapping[str, Any]:
+    value = _get(data, dotted)
+    if not isinstance(value, Mapping):
+        raise RulesError(f"{dotted}: must be a table")
+    return value
+
+
+def _aware(data: Mapping[str, Any], key: str) -> dt.datetime:
     value = _get(data, key)
     if not isinstance(value, dt.datetime):
         raise RulesError(f"{key}: must be a date-time with an offset, e.g. 2026-01-29T23:59:59+09:00")
@@ -61,18 +69,97 @@ def _aware(data: dict[str, Any], key: str) -> dt.datetime:
     return value
 
 
-def _positive_int(data: dict[str, Any], key: str) -> int:
+def _positive_int(data: Mapping[str, Any], key: str) -> int:
     value = _get(data, key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise RulesError(f"{key}: must be a positive whole number, got {value!r}")
     return value
 
 
-def _str_list(data: dict[str, Any], key: str) -> list[str]:
-    value = _get(data, key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise RulesError(f"{key}: must be a non-empty list of strings")
-    return value
+def _str_list(value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise RulesError(f"{key}: must be a non-empty list of non-empty strings")
+    return list(value)
+
+
+# -- the comment stage's part (R6–R11) ------------------------------------------------------------------
+# eq=False: compared and hashed by identity, so the comment stage can cache its compiled regexes per object.
+@dataclass(frozen=True, eq=False)
+class CommentRules:
+    summary_threshold: int
+    targets: dict[str, list[str]]  # target id → its aliases (the label first)
+    fields: dict[str, list[str]]
+    comment_labels: dict[str, list[str]]
+    organization_markers: list[str]
+    anonymity_markers: list[str]
+    japanese_min_share: float = DEFAULT_JAPANESE_MIN_SHARE
+
+    @classmethod
+    def from_rules(cls, data: Mapping[str, Any]) -> CommentRules:
+        """Build from the parsed consultation TOML; RulesError("<key>: <problem>") when invalid."""
+        limits = _table(data, "limits")
+        threshold = _positive_int(data, "limits.summary_threshold_chars")
+        share: Any = limits.get("japanese_min_share", DEFAULT_JAPANESE_MIN_SHARE)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise RulesError("limits.japanese_min_share: must be a number between 0 and 1")
+
+        targets_tbl = _table(data, "targets")
+        if not targets_tbl:
+            raise RulesError("targets: must name at least one draft")
+        targets: dict[str, list[str]] = {}
+        for name, entry in targets_tbl.items():
+            key = f"targets.{name}"
+            if not isinstance(entry, Mapping):
+                raise RulesError(f"{key}: must be a table")
+            aliases = _str_list(_get(entry, "aliases") if "aliases" in entry else _get(data, f"{key}.aliases"),
+                                f"{key}.aliases")
+            label = entry.get("label")
+            if label is not None and (not isinstance(label, str) or not label.strip()):
+                raise RulesError(f"{key}.label: must be a non-empty string")
+            if label is not None and label not in aliases:
+                aliases = [label, *aliases]
+            targets[str(name)] = aliases
+
+        fields_tbl = _table(data, "fields")
+        for name in fields_tbl:
+            if name not in FIELD_NAMES:
+                raise RulesError(f"fields.{name}: unknown field (known: {', '.join(FIELD_NAMES)})")
+        fields = {n: _str_list(_get(data, f"fields.{n}"), f"fields.{n}") for n in FIELD_NAMES}
+        _table(data, "comment")
+        comment_labels = {k: _str_list(_get(data, f"comment.{k}"), f"comment.{k}") for k in COMMENT_LABEL_KINDS}
+        _table(data, "submitter")
+        org = _str_list(_get(data, "submitter.organization_markers"), "submitter.organization_markers")
+        anon = _str_list(_get(data, "submitter.anonymity_markers"), "submitter.anonymity_markers")
+        return cls(
+            summary_threshold=threshold,
+            targets=targets,
+            fields=fields,
+            comment_labels=comment_labels,
+            organization_markers=org,
+            anonymity_markers=anon,
+            japanese_min_share=float(share),
+        )
+
+
+# -- the whole consultation ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Rules:
+    path: str
+    consultation_id: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    max_message_bytes: int
+    allowed_kinds: dict[str, tuple[str, ...]]
+    target_labels: dict[str, str]  # target id → the label staff see (本編, 別添)
+    comment: CommentRules
+
+    def window_flag(self, received_at: dt.datetime) -> str | None:
+        """R2: 'early' / 'late' against the window (an aware datetime compares correctly in any zone)."""
+        if received_at < self.window_start:
+            return "early"
+        if received_at > self.window_end:
+            return "late"
+        return None
 
 
 def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
@@ -92,7 +179,7 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
         for kind in kinds_table:
             if kind not in KNOWN_KINDS:
                 raise RulesError(f"attachments.kinds.{kind}: unknown kind; known: {', '.join(KNOWN_KINDS)}")
-            exts = _str_list(data, f"attachments.kinds.{kind}")
+            exts = _str_list(_get(data, f"attachments.kinds.{kind}"), f"attachments.kinds.{kind}")
             for ext in exts:
                 e = ext.lower().lstrip(".")
                 if e in seen:
@@ -100,28 +187,19 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
                 seen[e] = kind
             kinds[kind] = tuple(e.lower().lstrip(".") for e in exts)
         for target in ("main", "annex"):
-            _str_list(data, f"targets.{target}.aliases")
-        for key in FIELD_KEYS:
-            _str_list(data, f"fields.{key}")
-        for key in ("location", "opinion", "summary"):
-            _str_list(data, f"comment.{key}")
-        _str_list(data, "submitter.organization_markers")
-        _str_list(data, "submitter.anonymity_markers")
-        from daemon.stages.comment import CommentRules
-
-        try:
-            CommentRules.from_rules(data)
-        except ValueError as exc:
-            raise RulesError(str(exc)) from None
+            _str_list(_get(data, f"targets.{target}.aliases"), f"targets.{target}.aliases")
+        max_bytes = _positive_int(data, "limits.max_message_bytes")
+        comment = CommentRules.from_rules(data)
+        labels = {t: str(entry.get("label") or t) for t, entry in _table(data, "targets").items()}
         return Rules(
             path=path,
             consultation_id=cid,
             window_start=start,
             window_end=end,
-            max_message_bytes=_positive_int(data, "limits.max_message_bytes"),
-            summary_threshold=_positive_int(data, "limits.summary_threshold_chars"),
+            max_message_bytes=max_bytes,
             allowed_kinds=kinds,
-            raw=data,
+            target_labels=labels,
+            comment=comment,
         )
     except RulesError as exc:
         raise RulesError(f"{path}: {exc}") from None

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from daemon.rules import CommentRules, load_rules
 from daemon.stages.comment import (
     CommentResult,
-    CommentRules,
     TextSource,
     analyze,
     duplicate_key,
@@ -47,7 +47,7 @@ def run(rules: CommentRules, *sources: TextSource, sender: str | None = None) ->
 
 
 def test_rules_loaded_from_file(rules: CommentRules) -> None:
-    assert rules.summary_threshold == 1000
+    assert rules.summary_threshold == 1000 and load_rules(RULES_FILE).comment.summary_threshold == 1000
     assert "本編" in rules.targets["main"] and "付属資料" in rules.targets["annex"]
     assert "代表者氏名" in rules.fields["representative"]
     assert "該当箇所" in rules.comment_labels["location"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.devkit import Clamd, eicar
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
 from daemon.store.db import Event, Message
+from devkit.clamd import Clamd, eicar
 
 import producers
 from conftest import CORPUS
@@ -240,8 +240,8 @@ def test_a_message_that_crashes_a_stage_is_retried_then_rejected(intake: Intake)
     def boom(_work: object) -> None:
         raise RuntimeError("parser crashed")
 
-    original = intake.stages
-    intake.stages = lambda: [*original(), ("boom", boom)]  # type: ignore[method-assign]
+    original = intake.stage_list
+    intake.stage_list = lambda rules: [*original(rules), ("boom", boom)]  # type: ignore[method-assign]
     raw = mail(body="毒のメール")
     statuses = [ingest(intake, raw) for _ in range(intake.config.max_attempts)]
     assert [r["status"] for r in statuses[:-1]] == ["held"] * (intake.config.max_attempts - 1)

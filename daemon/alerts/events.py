@@ -10,6 +10,7 @@ names, kinds, file names) passes `clean()` before it reaches a text.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import unicodedata
 from collections import Counter
@@ -74,6 +75,10 @@ class AlertDraft:
     payload: dict[str, Any]
     record_id: int | None = None
     dedup_key: str | None = None
+
+    def for_record(self, record_id: int) -> AlertDraft:
+        """The same alert, naming the record it is about (known only once the record has its id)."""
+        return dataclasses.replace(self, record_id=record_id, payload={**self.payload, "record": record_id})
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,25 @@ def record_payload(
 
 def record_draft(category: str, payload: dict[str, Any]) -> AlertDraft:
     return AlertDraft(category=category, kind=KIND_RECORD, payload=payload, record_id=payload["record"])
+
+
+# The statuses that need a person: a record entering one of them raises an alert of that category.
+ALERTING_STATUSES = {"rejected": REJECTED, "quarantined": QUARANTINED}
+
+
+def alert_for_status(status: str, received_at: dt.datetime | None, size: int, reasons: Sequence[str],
+                     virus: str | None, attachments: Iterable[Any], source: str,
+                     record_id: int | None = None) -> AlertDraft | None:
+    """The alert a record raises on entering `status` (None for statuses nobody needs to hear about).
+    Decided before the record has its id: the store names the record (`AlertDraft.for_record`) when it
+    writes both in one transaction."""
+    category = ALERTING_STATUSES.get(status)
+    if category is None:
+        return None
+    payload = record_payload(record_id=record_id or 0, status=status, received_at=received_at, size=size,
+                             reasons=reasons, virus=virus, attachments=attachments, source=source)
+    payload["record"] = record_id
+    return AlertDraft(category=category, kind=KIND_RECORD, payload=payload, record_id=record_id)
 
 
 def door_refusal_draft(size: int, when: dt.datetime, source: str, limit: int | None = None) -> AlertDraft:

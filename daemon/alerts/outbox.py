@@ -1,7 +1,8 @@
 """The outbox: alerts are rows, written in the same transaction as the change that caused them.
 
-`enqueue_for_record` is called by `records.commit_outcome` inside its transaction, so a rejected or
-quarantined record and its alert commit together or not at all. The sender (daemon/alerts/sender.py)
+The pipeline decides a record's alert (`events.alert_for_status`) and hands it to `records.commit_outcome`,
+which writes it in the record's own transaction (daemon/store/outbox.py), so a rejected or quarantined
+record and its alert commit together or not at all. The sender (daemon/alerts/sender.py)
 reads the rows back, fans each out to its channels and marks each delivery sent.
 """
 
@@ -17,31 +18,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from daemon.alerts import events
 from daemon.alerts.events import AlertDraft
 from daemon.store.db import Alert, AlertDelivery, Message
+from daemon.store.outbox import add_alert
 
-ALERTING_STATUSES = {"rejected": events.REJECTED, "quarantined": events.QUARANTINED}
+ALERTING_STATUSES = events.ALERTING_STATUSES
 
 
 def enqueue(session: Session, draft: AlertDraft, when: dt.datetime | None = None) -> Alert:
     """Add one alert to the outbox in the caller's transaction."""
-    alert = Alert(category=draft.category, kind=draft.kind, record_id=draft.record_id,
-                  created_at=when or dt.datetime.now(dt.UTC), payload=dict(draft.payload),
-                  dedup_key=draft.dedup_key, routed=False)
-    session.add(alert)
-    return alert
+    return add_alert(session, draft, when)
 
 
-def enqueue_for_record(session: Session, msg: Message, work: Any) -> Alert | None:
+def enqueue_for_record(session: Session, msg: Message, attachments: Any) -> Alert | None:
     """The alert for a record's new status (rejected, quarantined), in the transaction that sets it.
     `msg` must have its id (flushed). Reads only ids, times, sizes, codes and detected kinds."""
-    category = ALERTING_STATUSES.get(msg.status)
-    if category is None:
-        return None
-    payload = events.record_payload(
-        record_id=msg.id, status=msg.status, received_at=msg.received_at, size=msg.size,
-        reasons=list(msg.reasons or []), virus=msg.virus, attachments=getattr(work, "attachments", []) or [],
-        source=msg.source,
-    )
-    return enqueue(session, events.record_draft(category, payload))
+    draft = events.alert_for_status(msg.status, msg.received_at, msg.size, list(msg.reasons or []), msg.virus,
+                                    attachments or [], msg.source, record_id=msg.id)
+    return enqueue(session, draft) if draft is not None else None
 
 
 def enqueue_door_refusal(

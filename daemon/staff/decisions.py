@@ -17,12 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from daemon.alerts.outbox import enqueue_for_record
 from daemon.logs import get_logger
 from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, VIRUS, Arrival, Work
 from daemon.pipeline import Intake
@@ -82,9 +82,8 @@ def _reread(intake: Intake, msg: Message) -> tuple[Work | None, list[str], str]:
     if msg.sha256 is None or msg.raw_area not in ("raw", "quarantine"):
         return None, [], "no stored raw mail"
     raw = intake.raw_store.get(msg.sha256)
-    work = Work(arrival=Arrival(raw=raw, source=msg.source, received_at=msg.received_at,
-                                received_source=msg.received_source),
-                sha256=msg.sha256, content_id=msg.content_id, size=len(raw))
+    work = Work(arrival=records.arrival_from_record(msg, raw), sha256=msg.sha256, content_id=msg.content_id,
+                size=len(raw))
     work.received_at = msg.received_at
     parse_message(work)
     if work.done:
@@ -99,7 +98,7 @@ def _reread(intake: Intake, msg: Message) -> tuple[Work | None, list[str], str]:
         elif part.verdict != "allowed":
             others.append(part.mime)
     extract_texts(work)
-    comment_stage(work, intake.comment_rules)
+    comment_stage(work, intake.rules.comment)
     failed = {t["source"] for t in work.result.get("texts", []) if t.get("error")}
     extracted = [n for n in lifted if n not in failed]
     why = "" if not others else "not a format we read: " + ", ".join(sorted(set(others)))
@@ -226,11 +225,7 @@ def _find_virus(intake: Intake, raw: bytes) -> tuple[str | None, str | None, lis
 
 def alert_quarantine(session: Session, msg: Message) -> None:
     """Enqueue the staff alert for a message found infected, in the caller's transaction (the outbox)."""
-    try:
-        from daemon.alerts.outbox import enqueue_for_record
-    except ImportError:  # HOOK(alerts): without daemon.alerts the rescan event is the only trace
-        return
-    enqueue_for_record(session, msg, SimpleNamespace(attachments=list(msg.attachments)))
+    enqueue_for_record(session, msg, list(msg.attachments))
 
 
 def quarantine(intake: Intake, record_id: int, signature: str, part_sha: str | None, by: str, note: str) -> None:

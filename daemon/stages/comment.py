@@ -8,7 +8,7 @@ Given the decoded mail body and attachments (`TextSource`), find
   block), each with its targets (本編 / 別添), page references and 要旨 (R8, R9);
 * the record flags.
 
-Every label and marker comes from the rules file (`CommentRules.from_rules`). Stored text is
+Every label and marker comes from the rules file (`daemon.rules.CommentRules`, `Rules.comment`). Stored text is
 kept exactly as written; normalized forms (NFKC, dash/tilde variants unified) are only used for
 matching and as keys. Nothing here does I/O.
 """
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
+
+from daemon.rules import COMMENT_LABEL_KINDS, FIELD_NAMES, CommentRules
 
 __all__ = [
     "FIELD_NAMES",
@@ -34,17 +36,6 @@ __all__ = [
     "duplicate_key",
 ]
 
-FIELD_NAMES = (
-    "name",
-    "organization",
-    "representative",
-    "address",
-    "postal_code",
-    "phone",
-    "email",
-    "contact_person",
-)
-COMMENT_LABEL_KINDS = ("location", "opinion", "reason", "summary")
 FLAGS = (
     "not_japanese",
     "missing_name",
@@ -55,97 +46,6 @@ FLAGS = (
     "page_missing",
     "empty",
 )
-# R6: below this share of Japanese letters (kana + kanji) among all letters the text is flagged.
-# Overridable with the optional rules key limits.japanese_min_share.
-DEFAULT_JAPANESE_MIN_SHARE = 0.2
-
-
-# --------------------------------------------------------------------------------------------
-# rules
-
-
-@dataclass(frozen=True)
-class CommentRules:
-    summary_threshold: int
-    targets: dict[str, list[str]]
-    fields: dict[str, list[str]]
-    comment_labels: dict[str, list[str]]
-    organization_markers: list[str]
-    anonymity_markers: list[str]
-    japanese_min_share: float = DEFAULT_JAPANESE_MIN_SHARE
-
-    @classmethod
-    def from_rules(cls, rules: Mapping[str, Any]) -> CommentRules:
-        """Build from the parsed consultation TOML; ValueError("<key>: <problem>") when invalid."""
-        limits = _table(rules, "limits", "limits")
-        threshold = _req(limits, "summary_threshold_chars", "limits")
-        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
-            raise ValueError("limits.summary_threshold_chars: must be a non-negative integer")
-        share: Any = limits.get("japanese_min_share", DEFAULT_JAPANESE_MIN_SHARE)
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-            raise ValueError("limits.japanese_min_share: must be a number between 0 and 1")
-
-        targets_tbl = _table(rules, "targets", "targets")
-        if not targets_tbl:
-            raise ValueError("targets: must name at least one draft")
-        targets: dict[str, list[str]] = {}
-        for name, entry in targets_tbl.items():
-            key = f"targets.{name}"
-            if not isinstance(entry, Mapping):
-                raise ValueError(f"{key}: must be a table")
-            aliases = _str_list(_req(entry, "aliases", key), f"{key}.aliases")
-            label = entry.get("label")
-            if label is not None and (not isinstance(label, str) or not label.strip()):
-                raise ValueError(f"{key}.label: must be a non-empty string")
-            if label is not None and label not in aliases:
-                aliases = [label, *aliases]
-            targets[str(name)] = aliases
-
-        fields_tbl = _table(rules, "fields", "fields")
-        for name in fields_tbl:
-            if name not in FIELD_NAMES:
-                raise ValueError(f"fields.{name}: unknown field (known: {', '.join(FIELD_NAMES)})")
-        fields = {n: _str_list(_req(fields_tbl, n, "fields"), f"fields.{n}") for n in FIELD_NAMES}
-
-        comment_tbl = _table(rules, "comment", "comment")
-        comment_labels = {k: _str_list(_req(comment_tbl, k, "comment"), f"comment.{k}") for k in COMMENT_LABEL_KINDS}
-
-        submitter = _table(rules, "submitter", "submitter")
-        org = _str_list(_req(submitter, "organization_markers", "submitter"), "submitter.organization_markers")
-        anon = _str_list(_req(submitter, "anonymity_markers", "submitter"), "submitter.anonymity_markers")
-        return cls(
-            summary_threshold=threshold,
-            targets=targets,
-            fields=fields,
-            comment_labels=comment_labels,
-            organization_markers=org,
-            anonymity_markers=anon,
-            japanese_min_share=float(share),
-        )
-
-    @cached_property
-    def _c(self) -> _Compiled:
-        return _Compiled(self)
-
-
-def _table(mapping: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
-    value = _req(mapping, key, "")
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{path}: must be a table")
-    return value
-
-
-def _req(mapping: Mapping[str, Any], key: str, parent: str) -> Any:
-    path = f"{parent}.{key}" if parent else key
-    if key not in mapping:
-        raise ValueError(f"{path}: missing")
-    return mapping[key]
-
-
-def _str_list(value: Any, path: str) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(f"{path}: must be a non-empty list of non-empty strings")
-    return list(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +197,12 @@ _POLITE_TAILS = frozenset(
         "を希望します", "を希望いたします", "にしてください", "願います", "希望", "でお願いしたい",
     )
 )  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def compiled(rules: CommentRules) -> _Compiled:
+    """The rules' labels and markers as regexes, built once per Rules object (a reload brings a new one)."""
+    return _Compiled(rules)
 
 
 class _Compiled:
@@ -1017,7 +923,7 @@ def _analyze_source(c: _Compiled, src: TextSource) -> _SourceInfo:
 
 
 def analyze(sources: Sequence[TextSource], from_address: str | None, rules: CommentRules) -> CommentResult:
-    c = rules._c
+    c = compiled(rules)
     infos = [_analyze_source(c, s) for s in sources]
     bodies = [i for i in infos if i.src.is_body]
     atts = [i for i in infos if not i.src.is_body]

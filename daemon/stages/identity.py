@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from daemon.model import Work
+
 TRACE_FIELDS = frozenset({b"return-path", b"received", b"delivered-to", b"x-original-to", b"x-intake-received"})
 _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")  # used with .match(data, pos): no ^
 
@@ -29,3 +31,10 @@ def content_identity(raw: bytes) -> str:
             end = data.find(b"\n", end + 1)
         pos = n if end == -1 else end + 1
     return hashlib.sha256(data[pos:]).hexdigest()
+
+
+def mark_duplicate(work: Work) -> None:
+    """The same content was recorded before (`work.known.first_id`): this arrival becomes a new row that
+    points at the first, and is not scanned or opened again."""
+    if work.known.first_id is not None:
+        work.done = True

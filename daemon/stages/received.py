@@ -45,6 +45,12 @@ def topmost_received_date(raw: bytes) -> dt.datetime | None:
 
 
 def determine_received(work: Work, rules: Rules, now: dt.datetime | None = None) -> None:
+    if work.known.received_at is not None:
+        # A retry of a held record: the first arrival's time and window flags stand (not a new arrival).
+        work.received_at, work.received_source = work.known.received_at, work.known.received_source
+        for flag in work.known.flags:
+            work.add_flag(flag)
+        return
     if work.arrival.received_at is not None:
         work.received_at = work.arrival.received_at
         work.received_source = work.arrival.received_source or "source"

@@ -13,11 +13,46 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from daemon.alerts import outbox as alert_outbox
 from daemon.jst import iso as jst_iso
-from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, Work
+from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, Arrival, Known, Work
 from daemon.store.db import Attachment, CommentKey, Event, Message, now_utc
+from daemon.store.outbox import Draft, add_alert
 from daemon.store.raw import RawStore
+
+
+def lookup(session: Session, arrival: Arrival, content_id: str | None, existing_id: int | None) -> Known:
+    """What the database knows of this arrival before the stages run, in one read: the record it continues
+    (a retry, or a held record of the same IMAP copy or the same content) and the first record of the same
+    content (which makes this arrival a duplicate)."""
+    existing = session.get(Message, existing_id) if existing_id is not None else None
+    if existing is None:
+        existing = find_by_source_key(session, arrival.imap)
+        if existing is not None and existing.status != HELD:
+            # This arrival is already recorded and settled: processing it again is a no-op (idempotent).
+            return Known(settled=True, record_id=existing.id, status=existing.status,
+                         reasons=tuple(existing.reasons or ()))
+    first = find_first_by_content(session, content_id) if (existing is None and content_id) else None
+    if first is not None and first.status == HELD:
+        existing, first = first, None  # the same content, still held: retry that record
+    if existing is None:
+        return Known(first_id=first.id if first else None, first_status=first.status if first else None)
+    # A retry keeps the original arrival's time and window flags: it is not a new arrival.
+    return Known(record_id=existing.id, attempts=existing.attempts, received_at=existing.received_at,
+                 received_source=existing.received_source,
+                 flags=tuple(f for f in existing.flags if f in ("early", "late", "received_at_uncertain")))
+
+
+def arrival_from_record(msg: Message, raw: bytes) -> Arrival:
+    """The arrival a record was made from, rebuilt with its stored raw bytes (retry, release, rescan)."""
+    return Arrival(
+        raw=raw,
+        source=msg.source,
+        received_at=msg.received_at,
+        received_source=msg.received_source,
+        imap=({"account": msg.imap_account, "mailbox": msg.imap_mailbox,
+               "uidvalidity": msg.imap_uidvalidity, "uid": msg.imap_uid}
+              if msg.imap_uid is not None else None),
+    )
 
 
 def find_by_source_key(session: Session, arrival_imap: dict[str, Any] | None) -> Message | None:
@@ -70,8 +105,10 @@ def commit_outcome(
     attempts: int | None = None,
     last_error: str | None = None,
     quarantine_raw: bool = False,
+    alert: Draft | None = None,
 ) -> int:
-    """Store the raw bytes (fsync'd), then insert or update the record and its event in one transaction."""
+    """Store the raw bytes (fsync'd), then insert or update the record, its event and its alert (decided by
+    the caller) in one transaction."""
     quarantined = status == QUARANTINED or quarantine_raw
     raw_area: str | None = None
     if work.sha256 is not None:
@@ -130,7 +167,8 @@ def commit_outcome(
         session.execute(delete(CommentKey).where(CommentKey.message_pk == msg.id))
         if status in (ACCEPTED, REJECTED, HELD):
             session.add_all(CommentKey(message_pk=msg.id, key=k) for k in work.comment_keys)
-        alert_outbox.enqueue_for_record(session, msg, work)  # rejected / quarantined: the alert commits with it
+        if alert is not None:  # rejected / quarantined: the alert commits with the record
+            add_alert(session, alert.for_record(msg.id))
         session.add(Event(message_pk=msg.id, at=now_utc(), action=action, status=status,
                           reasons=list(work.reasons), actor="intake", note=last_error))
         record_id = msg.id
