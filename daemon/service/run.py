@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
-import os
 import random
 import resource
 import signal
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,13 +31,15 @@ from daemon import metrics
 from daemon.alerts.sender import run_sender
 from daemon.alerts.settings import load_alert_settings
 from daemon.alerts.watch import AlertMonitor, storage_kind
-from daemon.config import Config, ConfigError
+from daemon.config import Config
 from daemon.logs import get_logger
 from daemon.model import HELD
 from daemon.rules import RulesError, load_rules
+from daemon.service.health import write_health
+from daemon.service.options import ServiceOptions
+from daemon.service.systemd import sd_notify, watchdog_interval
 from daemon.sources.imap import FatalImapError, ImapConfig, ImapWatcher, Progress
 from daemon.store import claims
-from daemon.store.db import ServiceHealth, now_utc
 
 log = get_logger("service")
 T = TypeVar("T")
@@ -49,61 +47,6 @@ T = TypeVar("T")
 
 class ServiceError(Exception):
     """The service cannot start or run; str() is one line for the operator."""
-
-
-# -- systemd ----------------------------------------------------------------------------------------
-def sd_notify(*fields: str, env: dict[str, str] | None = None) -> bool:
-    """Send 'KEY=value' lines to $NOTIFY_SOCKET (sd_notify(3)); a no-op outside systemd."""
-    path = (env or os.environ).get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]  # abstract namespace
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(path)
-            # Never block the event loop: a reader that does not keep up loses a STATUS=, not the daemon.
-            sock.send("\n".join(fields).encode(), socket.MSG_DONTWAIT)
-        return True
-    except OSError:
-        return False
-
-
-def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
-    """Half of $WATCHDOG_USEC in seconds, when systemd's watchdog is on for this process."""
-    env = env or dict(os.environ)
-    usec = env.get("WATCHDOG_USEC")
-    pid = env.get("WATCHDOG_PID")
-    if not usec or not usec.isdigit() or (pid and pid.isdigit() and int(pid) != os.getpid()):
-        return None
-    return int(usec) / 2_000_000
-
-
-# -- options ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ServiceOptions:
-    once: bool = False  # drain the mailbox, then stop
-    retry_initial: float = 30.0  # held-record retries: first delay, doubled while they stay held
-    retry_max: float = 900.0
-    health_interval: float = 5.0
-    clamd_check_interval: float = 60.0
-    stop_timeout: float = 30.0
-    lease_seconds: float = 300.0
-
-    @classmethod
-    def from_config(cls, config: Config, once: bool = False) -> ServiceOptions:
-        table = config.raw.get("service", {})
-        if not isinstance(table, dict):
-            raise ConfigError("[service]: must be a table")
-        values: dict[str, float] = {}
-        for key in ("retry_initial", "retry_max", "health_interval", "clamd_check_interval", "stop_timeout",
-                    "lease_seconds"):
-            if key in table:
-                value = table[key]
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise ConfigError(f"service.{key}: must be a positive number of seconds")
-                values[key] = float(value)
-        return cls(once=once, **values)
 
 
 # -- the service ------------------------------------------------------------------------------------
@@ -363,36 +306,3 @@ class Service:
         while True:
             sd_notify("WATCHDOG=1")
             await asyncio.sleep(interval)
-
-
-def write_health(sessions: Any, owner: str, progress: Progress, mailbox: str | None,
-                 clamd: tuple[bool | None, str | None]) -> None:
-    host, pid = owner.split(":")[0], int(owner.split(":")[1])
-    with sessions.begin() as session:
-        row = session.get(ServiceHealth, owner)
-        if row is None:
-            row = ServiceHealth(owner=owner, host=host, pid=pid, started_at=now_utc(), in_flight=0, state="starting")
-            session.add(row)
-        row.updated_at = now_utc()
-        row.state = progress.state
-        row.status_line = progress.status_line
-        row.mailbox = mailbox
-        row.last_poll_at = progress.last_poll_at
-        row.backlog = progress.backlog
-        row.in_flight = progress.in_flight
-        row.last_error = progress.last_error
-        row.last_error_at = progress.last_error_at
-        if clamd[0] is not None:
-            row.clamd_ok, row.clamd_version = clamd
-
-
-def signature_age(version: str | None, now: dt.datetime | None = None) -> dt.timedelta | None:
-    """'ClamAV 1.4.6/27000/Tue Nov 24 09:20:00 2026' → how old the signatures are."""
-    if not version or version.count("/") < 2:
-        return None
-    stamp = version.rsplit("/", 1)[1].strip()
-    try:
-        when = dt.datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
-    return (now or dt.datetime.now(dt.UTC)) - when
