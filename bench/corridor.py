@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mail", default=str(ROOT / "samples" / "02-word-ikensho.eml"))
     args = p.parse_args(argv)
     mail = Path(args.mail).read_bytes()
-    files_1, entries_1, stmts_1 = run_once(1, mail)
+    _files_1, entries_1, stmts_1 = run_once(1, mail)
     files_n, entries_n, stmts_n = run_once(1 + args.messages, mail)
     n = args.messages
     print(f"files visited on the IMAP path: {len(files_n)}")

@@ -33,8 +33,8 @@ from sqlalchemy.engine import make_url
 from bench import baseline
 from bench.corpus import BIG, Item
 from bench.procmon import TreeMonitor, cpu_seconds, load_average
-from daemon.devkit import Clamd
-from daemon.devkit_imap import Dovecot
+from devkit.clamd import Clamd
+from devkit.dovecot import Dovecot
 
 VENV_BIN = Path(sys.executable).parent
 INTAKE = str(VENV_BIN / "intake")

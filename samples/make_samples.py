@@ -8,14 +8,19 @@ addresses are fictitious. The demo adds an EICAR mail at run time (never stored 
 from __future__ import annotations
 
 import email.policy
+import sys
 from email.header import Header
 from email.message import EmailMessage
 from email.mime.text import MIMEText
 from pathlib import Path
 
-from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
-
 HERE = Path(__file__).resolve().parent
+# The 意見書 builder is in the dev kit, which lives in the checkout and is not installed: run as a script,
+# this file sees only samples/ on sys.path, so the checkout root goes there too.
+sys.path.insert(0, str(HERE.parent))
+
+from devkit.ikensho import ikensho_docx, ikensho_xlsx  # noqa: E402
+
 FIELDS = [("氏名", "総務 花子"), ("住所", "東京都千代田区霞が関二丁目1番2号"), ("電話番号", "03-0000-0000")]
 ROWS = [
     ("本編 P.3 第2章", "AIの脆弱性対策について、具体例を追加すべきである。", "現場で判断しやすくするため。"),

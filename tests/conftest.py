@@ -14,11 +14,11 @@ from sqlalchemy.engine import make_url
 
 from daemon import logs
 from daemon.config import PACKAGE_ROOT, Config, ScanConfig
-from daemon.devkit import Clamd
 from daemon.pipeline import Intake
 from daemon.rules import load_rules
 from daemon.store import migrate
 from daemon.store.db import make_engine
+from devkit.clamd import Clamd
 
 CORPUS = (PACKAGE_ROOT.parent / "shared" / "corpus" / "real").resolve()
 if not CORPUS.exists():

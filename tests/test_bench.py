@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from daemon.config import PACKAGE_ROOT
-from daemon.devkit import Clamd
-from daemon.devkit_imap import Dovecot
+from devkit.clamd import Clamd
+from devkit.dovecot import Dovecot
 
 if str(PACKAGE_ROOT) not in sys.path:
     sys.path.insert(0, str(PACKAGE_ROOT))  # bench/ is a folder of the repository, not an installed package

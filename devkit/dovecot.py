@@ -1,4 +1,4 @@
-"""A throwaway real Dovecot for the tests and the demo (like daemon/devkit.py's Clamd).
+"""A throwaway real Dovecot for the tests and the demo (like devkit/clamd.py's Clamd).
 
 Its own config, maildir, run and state directories in a work dir; plain IMAP (and optionally IMAPS
 with a self-signed certificate) on 127.0.0.1 at a free high port; one user with a plain password;

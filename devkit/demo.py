@@ -1,10 +1,10 @@
-"""`python -m daemon.demo [--once]`: the newcomer's demo on this machine, with nothing configured.
+"""`python -m devkit.demo [--once]`: the newcomer's demo on this machine, with nothing configured.
 
 It runs the real daemon, `intake run`, against real throwaway servers:
-- a Dovecot on 127.0.0.1 (daemon/devkit_imap.py) whose inbox is seeded by APPEND with the bundled
+- a Dovecot on 127.0.0.1 (devkit/dovecot.py) whose inbox is seeded by APPEND with the bundled
   sample mails (their INTERNALDATE is the date of their topmost Received: field, as if delivered then)
   and an EICAR mail made at run time;
-- a clamd with the test signatures (daemon/devkit.py);
+- a clamd with the test signatures (devkit/clamd.py);
 - a fresh SQLite database and raw store under ./var/demo, and a demo rules file whose window
   contains today (the real consultation's window is in the past).
 
@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 
 from daemon import cli
-from daemon.config import DEFAULT_RULES, PACKAGE_ROOT
-from daemon.devkit import Clamd, eicar
-from daemon.devkit_imap import Dovecot
+from daemon.config import DEFAULT_RULES
 from daemon.stages.received import topmost_received_date
+from devkit.clamd import Clamd, eicar
+from devkit.dovecot import Dovecot
 
-DEMO_DIR = Path(os.environ.get("INTAKE_DEMO_DIR") or PACKAGE_ROOT / "var" / "demo")
+# The checkout this dev kit lives in: the bundled samples and the demo's var/ folder are there.
+CHECKOUT = Path(__file__).resolve().parent.parent
+DEMO_DIR = Path(os.environ.get("INTAKE_DEMO_DIR") or CHECKOUT / "var" / "demo")
 
 
 def demo_rules(target: Path) -> Path:
@@ -80,7 +82,7 @@ def _count_records(db: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m daemon.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--once", action="store_true", help="stop when the inbox is drained (no Ctrl-C needed)")
     args = parser.parse_args(argv)
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: starting clamd (test signatures) and Dovecot on 127.0.0.1 in {work}")
         clamd.start()
         dovecot.start()
-        samples = sorted((PACKAGE_ROOT / "samples").glob("*.eml"))
+        samples = sorted((CHECKOUT / "samples").glob("*.eml"))
         mails = [p.read_bytes() for p in samples] + [eicar_mail()]
         dates = []
         for raw in mails:
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         password.chmod(0o600)
         conf = DEMO_DIR / "demo-intake.toml"
         conf.write_text("\n".join([
-            "# Written by daemon/demo.py: the demo's daemon configuration.",
+            "# Written by devkit/demo.py: the demo's daemon configuration.",
             "[intake]",
             f'data_dir = "{DEMO_DIR / "data"}"',
             f'database_url = "sqlite:///{db}"',

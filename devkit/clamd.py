@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.config import PACKAGE_ROOT
 from daemon.scanner import Scanner
 
+# The checkout this dev kit lives in (the dev kit is never installed, so this is always a checkout).
+CHECKOUT = Path(__file__).resolve().parent.parent
 EICAR_B64 = "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo="
-LIMITS_FILE = PACKAGE_ROOT / "deploy" / "clamd-limits.conf"
+LIMITS_FILE = CHECKOUT / "deploy" / "clamd-limits.conf"
 
 
 def eicar() -> bytes:
