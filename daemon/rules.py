@@ -120,14 +120,12 @@ class CommentRules:
                 aliases = [label, *aliases]
             targets[str(name)] = aliases
 
-        fields_tbl = _table(data, "fields")
-        for name in fields_tbl:
+        # Each required key is named when missing ('fields.name: missing'), before any table-level check.
+        fields = {n: _str_list(_get(data, f"fields.{n}"), f"fields.{n}") for n in FIELD_NAMES}
+        for name in _table(data, "fields"):
             if name not in FIELD_NAMES:
                 raise RulesError(f"fields.{name}: unknown field (known: {', '.join(FIELD_NAMES)})")
-        fields = {n: _str_list(_get(data, f"fields.{n}"), f"fields.{n}") for n in FIELD_NAMES}
-        _table(data, "comment")
         comment_labels = {k: _str_list(_get(data, f"comment.{k}"), f"comment.{k}") for k in COMMENT_LABEL_KINDS}
-        _table(data, "submitter")
         org = _str_list(_get(data, "submitter.organization_markers"), "submitter.organization_markers")
         anon = _str_list(_get(data, "submitter.anonymity_markers"), "submitter.anonymity_markers")
         return cls(
