@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon import metrics
-from daemon.alerts.events import AlertDraft, alert_for_status
+from daemon.alerts.events import AlertDraft, alert_for_status, door_refusal_draft
 from daemon.budget import PARSE_FACTOR, MemoryBudget
 from daemon.config import Config
 from daemon.logs import get_logger
@@ -52,10 +52,10 @@ from daemon.stages.identity import content_identity, mark_duplicate
 from daemon.stages.parse import parse_message
 from daemon.stages.received import determine_received
 from daemon.stages.scan import ScannerLike, scan_attachments, scan_message
-from daemon.stages.size import check_size
+from daemon.stages.size import check_size, size_limit
 from daemon.stages.texts import extract_texts
 from daemon.stages.verdicts import classify_attachments
-from daemon.store import records
+from daemon.store import records, refusals
 from daemon.store.db import Message, make_engine, make_sessionmaker
 from daemon.store.raw import RawStore, RawStoreError
 
@@ -232,6 +232,13 @@ class Intake:
                  reasons=list(work.reasons), flags=list(work.flags), source=work.arrival.source,
                  duration_ms=round(sum(work.timings.values()) * 1000, 2))
         return Outcome(rid, status, tuple(work.reasons), work.arrival.imap)
+
+    # -- the door ----------------------------------------------------------------------------------
+    def refuse_at_door(self, when: dt.datetime, size: int, source: str, stage: str) -> None:
+        """A message refused at the LMTP/SMTP door (552, over the size limit): never stored, but counted, and
+        staff hear about it (a `rejected` alert with size and time only, R12) in the same transaction."""
+        alert = door_refusal_draft(size, when, source, size_limit(self.rules))
+        refusals.add_refusal(self.sessions, when, size, source, stage, alert)
 
     # -- retries -----------------------------------------------------------------------------------
     def retry(self, record_id: int) -> Outcome:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 from daemon import logs
 from daemon.config import load_config
@@ -26,7 +26,7 @@ from daemon.sources.lmtp import LmtpConfig, start_lmtp
 
 def install_crash(intake: Intake, point: str) -> None:
     if point == "before_process":
-        def process_then_die(*_a: Any, **_kw: Any) -> int:
+        def process_then_die(*_a: Any, **_kw: Any) -> NoReturn:
             os._exit(137)
 
         intake.process = process_then_die  # type: ignore[method-assign]
@@ -41,7 +41,7 @@ def install_crash(intake: Intake, point: str) -> None:
     elif point == "after_commit":
         process = intake.process
 
-        def commit_then_die(*a: Any, **kw: Any) -> int:
+        def commit_then_die(*a: Any, **kw: Any) -> NoReturn:
             process(*a, **kw)
             os._exit(137)
 

@@ -33,7 +33,6 @@ from daemon.sources.lmtp import (
     Delivery,
     ListenerError,
     LmtpConfig,
-    door_refusal_count,
     on_door_refusal,
     start_lmtp,
     stop_lmtp,
@@ -41,6 +40,7 @@ from daemon.sources.lmtp import (
 from daemon.stages.identity import content_identity
 from daemon.store.db import DoorRefusal, Message, make_engine, make_sessionmaker
 from daemon.store.raw import RawStore
+from daemon.store.refusals import door_refusal_count
 
 from mails import mail
 
@@ -336,6 +336,33 @@ async def test_rules_limit_replaces_aiosmtpd_default_of_32_mib(intake: Intake, s
     assert f"250-SIZE {limit}" in lhlo
     assert [r[:3] for r in replies] == ["552"]
     assert rows(intake) == [] and stored_files(config.data_dir) == []
+
+
+async def test_a_reload_applies_to_a_connection_already_open(intake: Intake, sockdir: Path) -> None:
+    """The door reads the limit from the rules in force (a SIGHUP replaces `intake.rules`), not from the
+    moment the MTA connected: Postfix keeps its LMTP connections open across a reload."""
+    async with serving(intake, sockdir, smtp_enabled=False, port=0) as cfg:
+        client = await asyncio.to_thread(lmtp_session, cfg.socket)
+        assert f"250-SIZE {intake.rules.max_message_bytes}" in client.lhlo  # type: ignore[attr-defined]
+        limit = 64 * 1024
+        intake.rules = dataclasses.replace(intake.rules, max_message_bytes=limit)  # what a reload does
+        big = mail(body="意見 " + "あ" * limit, sender=SENDER, received=None)
+
+        def talk() -> tuple[list[str], list[str], list[str]]:
+            lhlo = client.cmd("LHLO mta.example.go.jp")
+            declared = client.cmd(f"MAIL FROM:<{SENDER}> SIZE={limit + 1}")
+            _, undeclared = client.transaction(big, [RCPT, "iken@example.go.jp"])
+            assert client.cmd("QUIT")[-1].startswith("221")  # answered once the 552 after DATA is counted
+            client.close()
+            return lhlo, declared, undeclared
+
+        lhlo, declared, undeclared = await asyncio.to_thread(talk)
+    assert f"250-SIZE {limit}" in lhlo
+    assert declared == ["552 5.3.4 Message size exceeds fixed maximum message size"]
+    assert [r[:9] for r in undeclared] == ["552 5.3.4", "552 5.3.4"]
+    assert rows(intake) == []
+    with intake.sessions() as session:
+        assert door_refusal_count(session) == 2
 
 
 # -- Durable before 250: 451 for infrastructure faults, 250 for a scanner that is down -------------------

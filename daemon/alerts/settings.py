@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.alerts.events import CATEGORIES
-from daemon.config import Config, ConfigError
+from daemon.config import Config, ConfigError, Section
 
 CHANNELS = ("mail", "webhook", "log")
 WEBHOOK_FORMATS = ("slack", "teams", "generic")
@@ -124,33 +124,25 @@ class AlertSettings:
         return DEFAULT_DAYS.get(category, 0.0) if value is None else value
 
 
-def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = data.get(key, {})
+def _table(section: Section, key: str) -> Section:
+    """A sub-table (`alerts.mail`, `alerts.categories.<name>` …); missing is empty."""
+    value = section.table.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}.{key}: must be a table")
-    return value
+        raise ConfigError(f"{section.where(key)}: must be a table")
+    return Section(value, section.where(key))
 
 
-def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
-    return value
-
-
-def _non_negative(table: Mapping[str, Any], key: str, where: str, default: float | None) -> float | None:
-    value = _get(table, key, (int, float), where, default)
+def _non_negative(section: Section, key: str, default: float | None) -> float | None:
+    value = section.get(key, (int, float), default)
     if value is not None and value < 0:
-        raise ConfigError(f"{where}.{key}: must not be negative")
+        raise ConfigError(f"{section.where(key)}: must not be negative")
     return None if value is None else float(value)
 
 
-def _secret(table: Mapping[str, Any], name: str, where: str, env: Mapping[str, str], required: bool) -> str | None:
+def _secret(section: Section, name: str, env: Mapping[str, str], required: bool) -> str | None:
     """A secret from `<name>_file`, `<name>_env` or `<name>_credential` (systemd LoadCredential=)."""
-    sources = [k for k in (f"{name}_file", f"{name}_env", f"{name}_credential") if k in table]
+    where = section.name
+    sources = [k for k in (f"{name}_file", f"{name}_env", f"{name}_credential") if k in section]
     if len(sources) > 1:
         raise ConfigError(f"{where}: give only one of {', '.join(sources)}")
     if not sources:
@@ -158,7 +150,7 @@ def _secret(table: Mapping[str, Any], name: str, where: str, env: Mapping[str, s
             raise ConfigError(f"{where}.{name}_file / {name}_env / {name}_credential: missing")
         return None
     key = sources[0]
-    ref = _get(table, key, str, where, "")
+    ref = section.get(key, str, "")
     if key.endswith("_env"):
         value = env.get(ref)
         if value is None:
@@ -189,99 +181,96 @@ def _address(value: Any, where: str) -> str:
     return addr.addr_spec
 
 
-def _mail(table: dict[str, Any], env: Mapping[str, str]) -> MailSettings:
-    where = "alerts.mail"
-    if "password" in table:
+def _mail(mail: Section, env: Mapping[str, str]) -> MailSettings:
+    where = mail.name
+    if "password" in mail:
         raise ConfigError(f"{where}.password: never in the config file; use password_file, password_env or "
                           "password_credential")
-    host = _get(table, "host", str, where, "")
+    host = mail.get("host", str, "")
     if not host:
         raise ConfigError(f"{where}.host: missing")
-    tls = _get(table, "tls", bool, where, False)
-    port = _get(table, "port", int, where, 465 if tls else 587)
+    tls = mail.get("tls", bool, False)
+    port = mail.get("port", int, 465 if tls else 587)
     if not 0 < port < 65536:
         raise ConfigError(f"{where}.port: must be 1–65535")
-    to = _get(table, "to", list, where, [])
+    to = mail.get("to", list, [])
     if not to:
         raise ConfigError(f"{where}.to: at least one address")
-    username = _get(table, "username", str, where, None)
-    password = _secret(table, "password", where, env, required=username is not None)
+    username = mail.get("username", str, None)
+    password = _secret(mail, "password", env, required=username is not None)
     if password is not None and username is None:
         raise ConfigError(f"{where}.username: needed with a password")
-    from_addr = _address(_get(table, "from", str, where, ""), f"{where}.from")
+    from_addr = _address(mail.get("from", str, ""), f"{where}.from")
     return MailSettings(
         host=host, port=port, from_addr=from_addr,
         to=tuple(_address(a, f"{where}.to") for a in to),
-        starttls=_get(table, "starttls", bool, where, not tls), tls=tls,
+        starttls=mail.get("starttls", bool, not tls), tls=tls,
         username=username, password=password,
-        ca_file=_get(table, "ca_file", str, where, None),
-        timeout=float(_non_negative(table, "timeout", where, 30.0) or 30.0),
+        ca_file=mail.get("ca_file", str, None),
+        timeout=float(_non_negative(mail, "timeout", 30.0) or 30.0),
         hostname=from_addr.rsplit("@", 1)[1],
     )
 
 
-def _webhook(table: dict[str, Any], env: Mapping[str, str]) -> WebhookSettings:
-    where = "alerts.webhook"
-    url = _get(table, "url", str, where, None)
-    secret = _secret(table, "url", where, env, required=url is None)
+def _webhook(webhook: Section, env: Mapping[str, str]) -> WebhookSettings:
+    where = webhook.name
+    url = webhook.get("url", str, None)
+    secret = _secret(webhook, "url", env, required=url is None)
     if url is not None and secret is not None:
         raise ConfigError(f"{where}: give url or one of url_file / url_env / url_credential, not both")
     url = url or secret or ""
     if not (url.startswith("https://") or url.startswith("http://")):
         raise ConfigError(f"{where}.url: must be an http(s):// URL")
-    fmt = _get(table, "format", str, where, "generic")
+    fmt = webhook.get("format", str, "generic")
     if fmt not in WEBHOOK_FORMATS:
         raise ConfigError(f"{where}.format: one of {', '.join(WEBHOOK_FORMATS)}")
-    return WebhookSettings(url=url, format=fmt, timeout=float(_non_negative(table, "timeout", where, 10.0) or 10.0))
+    return WebhookSettings(url=url, format=fmt, timeout=float(_non_negative(webhook, "timeout", 10.0) or 10.0))
 
 
 def parse_alert_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> AlertSettings:
     """Validate the config file's `[alerts]` table; a bad value is one ConfigError line naming the key."""
     env = os.environ if env is None else env
-    where = "alerts"
-    alerts = raw.get(where, {})
-    if not isinstance(alerts, dict):
-        raise ConfigError("[alerts]: must be a table")
+    alerts = Section(raw.get("alerts"), "alerts")
     known = {"include_filenames", "digest_window_seconds", "poll_seconds", "backoff_base_seconds",
              "backoff_max_seconds", "categories", "mail", "webhook"}
-    for key in alerts:
+    for key in alerts.table:
         if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key")
-    mail = _mail(_table(alerts, "mail", where), env) if "mail" in alerts else None
-    webhook = _webhook(_table(alerts, "webhook", where), env) if "webhook" in alerts else None
+            raise ConfigError(f"{alerts.where(key)}: unknown key")
+    mail = _mail(_table(alerts, "mail"), env) if "mail" in alerts else None
+    webhook = _webhook(_table(alerts, "webhook"), env) if "webhook" in alerts else None
     configured = (*tuple(c for c, on in (("mail", mail), ("webhook", webhook)) if on), "log")
-    window = _non_negative(alerts, "digest_window_seconds", where, 300.0)
+    window = _non_negative(alerts, "digest_window_seconds", 300.0)
     assert window is not None
-    cats_table = _table(alerts, "categories", where)
+    cats = _table(alerts, "categories")
     categories: dict[str, CategorySettings] = {}
-    for name in cats_table:
+    for name in cats.table:
         if name not in CATEGORIES:
-            raise ConfigError(f"{where}.categories.{name}: unknown category (one of {', '.join(CATEGORIES)})")
+            raise ConfigError(f"{cats.where(name)}: unknown category (one of {', '.join(CATEGORIES)})")
     for name in CATEGORIES:
-        cw = f"{where}.categories.{name}"
-        table = _table(cats_table, name, f"{where}.categories")
-        for key in table:
+        cat = _table(cats, name)
+        for key in cat.table:
             if key not in ("channels", "minutes", "days", "window_seconds"):
-                raise ConfigError(f"{cw}.{key}: unknown key")
-        channels = _get(table, "channels", list, cw, list(configured))
+                raise ConfigError(f"{cat.where(key)}: unknown key")
+        channels = cat.get("channels", list, list(configured))
         for channel in channels:
             if channel not in CHANNELS:
-                raise ConfigError(f"{cw}.channels: {channel!r} is not one of {', '.join(CHANNELS)}")
+                raise ConfigError(f"{cat.where('channels')}: {channel!r} is not one of {', '.join(CHANNELS)}")
             if channel not in configured:
-                raise ConfigError(f"{cw}.channels: {channel!r} is routed but [alerts.{channel}] is not configured")
+                raise ConfigError(f"{cat.where('channels')}: {channel!r} is routed but [alerts.{channel}] "
+                                  "is not configured")
         categories[name] = CategorySettings(
             channels=tuple(channels),
-            window_seconds=_non_negative(table, "window_seconds", cw, window) or 0.0,
-            minutes=_non_negative(table, "minutes", cw, DEFAULT_MINUTES.get(name)),
-            days=_non_negative(table, "days", cw, DEFAULT_DAYS.get(name)),
+            window_seconds=_non_negative(cat, "window_seconds", window) or 0.0,
+            minutes=_non_negative(cat, "minutes", DEFAULT_MINUTES.get(name)),
+            days=_non_negative(cat, "days", DEFAULT_DAYS.get(name)),
         )
-    poll = _non_negative(alerts, "poll_seconds", where, 2.0) or 2.0
+    poll = _non_negative(alerts, "poll_seconds", 2.0) or 2.0
     return AlertSettings(
         mail=mail, webhook=webhook, categories=categories,
-        include_filenames=_get(alerts, "include_filenames", bool, where, False),
+        include_filenames=alerts.get("include_filenames", bool, False),
         poll_seconds=poll,
-        backoff_base=_non_negative(alerts, "backoff_base_seconds", where, 5.0) or 5.0,
-        backoff_max=_non_negative(alerts, "backoff_max_seconds", where, 600.0) or 600.0,
+        backoff_base=_non_negative(alerts, "backoff_base_seconds", 5.0) or 5.0,
+        backoff_max=_non_negative(alerts, "backoff_max_seconds", 600.0) or 600.0,
     )
 
 

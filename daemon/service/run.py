@@ -2,7 +2,7 @@
 
 On one event loop:
 - the IMAP watcher (daemon/sources/imap.py), when `[imap]` is configured;
-- the LMTP/SMTP listeners (daemon/sources/lmtp.py), when `[lmtp] enabled = true` (the hook below);
+- the LMTP/SMTP listeners (daemon/sources/lmtp/), when `[lmtp] enabled = true` (the hook below);
 - the held-record retry loop: every `held` record, whatever its source, is retried from the raw store
   with capped backoff; when a retry settles an IMAP record, the watcher moves its IMAP copy;
 - the health writer (`service_health` for `intake status`) and systemd notify: READY=1 once
@@ -120,7 +120,7 @@ class Service:
             background.append(asyncio.ensure_future(self._health_loop()))
             background.append(asyncio.ensure_future(self._watchdog_loop()))
 
-            # --- LMTP hook: the listeners of daemon/sources/lmtp.py on this same loop ----------------
+            # --- LMTP hook: the listeners of daemon/sources/lmtp/ on this same loop ----------------
             lmtp_table = self.config.raw.get("lmtp")
             if isinstance(lmtp_table, dict) and (lmtp_table.get("enabled") is True
                                                  or lmtp_table.get("smtp_enabled") is True):
