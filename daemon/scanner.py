@@ -1,10 +1,11 @@
-"""ClamAV through clamd (an edge: all scanner I/O is here).
+"""ClamAV through clamd (an edge: all scanner I/O is here, and no policy).
 
 We use the `clamd` package, the design's choice, for the connection, PING and VERSION, and called
 from a worker thread by the async sources. Its INSTREAM sends 1 KiB chunks with socket.send(),
 which may write short and then desynchronise the stream; ours sends 256 KiB chunks with sendall().
 Any trouble (unreachable, timeout, reset, an ERROR reply, an unparsable reply) raises
 ScanUnavailable: the caller holds the message. It is never taken as clean (fail closed, R5).
+What a finding means (virus, macro, encryption, limits) is decided in daemon/stages/scan_policy.py.
 """
 
 from __future__ import annotations
@@ -106,14 +107,3 @@ class Scanner:
             return str(self._make().version())
         except (OSError, clamd.ClamdError):
             return None
-
-
-def finding_reason(signature: str) -> str:
-    """Map a clamd finding to a reason code. Policy heuristics are not viruses; limits are never clean."""
-    if signature.startswith("Heuristics.OLE2.ContainsMacros"):
-        return "attachment_macro"
-    if signature.startswith("Heuristics.Encrypted."):
-        return "attachment_encrypted"
-    if signature.startswith("Heuristics.Limits.Exceeded"):
-        return "scan_incomplete"
-    return "virus"

@@ -18,7 +18,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._common import Deadline, ExtractError, Extraction, ExtractLimits
+from ._common import ExtractError, Extraction, ExtractLimits, start_deadline
 
 __all__ = ["DEFAULT_LIMITS", "ExtractLimits", "Extraction", "extract", "extract_in_process"]
 
@@ -70,17 +70,17 @@ def _ooxml_encrypted(data: bytes) -> bool:
 
 
 def _dispatch(data: bytes, kind: str, fmt: str, limits: ExtractLimits) -> Extraction:
-    deadline = Deadline(limits.max_seconds)
+    deadline = start_deadline(limits.max_seconds)
     if fmt in ("docx", "xlsx") and data.startswith(_OLE_MAGIC):
         raise ExtractError("encrypted" if _ooxml_encrypted(data) else "corrupt")
     if fmt == "docx":
         from .docx import extract_docx
 
-        return extract_docx(data, deadline, limits.max_uncompressed)
+        return extract_docx(data, deadline, limits.zip)
     if fmt == "xlsx":
         from .sheet import extract_xlsx
 
-        return extract_xlsx(data, deadline, limits.max_uncompressed)
+        return extract_xlsx(data, deadline, limits.zip)
     if fmt == "xls":
         from .sheet import extract_xls
 

@@ -1,11 +1,12 @@
-"""Shared pieces of the format extractors: the result type, limits, errors, bounded zip reads."""
+"""Shared pieces of the format extractors: the result type, limits, errors, and the guards
+(daemon.guards: the deadline and the bounded zip, shared with the classifier) in our error codes."""
 
 from __future__ import annotations
 
-import time
-import zipfile
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
+
+from daemon.guards import BoundedZip, Deadline, StopCode, ZipLimits
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,18 @@ class ExtractLimits:
     max_uncompressed: int = 200 * 1024 * 1024
     max_memory_bytes: int = 1024 * 1024 * 1024
 
+    @property
+    def zip(self) -> ZipLimits:
+        """The zip guard's numbers for extraction.
+
+        They differ from the classifier's (daemon.stages.classify.ContainerLimits) on purpose: the
+        classifier reads only small XML parts and OLE heads to decide a type, so it caps each member
+        at 4 MiB and refuses extreme compression ratios; an extractor reads whole document parts (a
+        long comment's document.xml or sheet), so its only caps are the member count and the total
+        budget. Whatever reaches extraction in the pipeline has already passed the classifier's.
+        """
+        return ZipLimits(max_members=10_000, max_uncompressed=self.max_uncompressed)
+
 
 class ExtractError(Exception):
     """A format parser gave up; `code` becomes Extraction.error."""
@@ -33,67 +46,31 @@ class ExtractError(Exception):
         self.code = code
 
 
-class Deadline:
-    """Cooperative time check for parsers that loop over untrusted structures."""
+# The guards' stop codes in the words of Extraction.error: every exceeded number is "too_large".
+_ERROR_OF_STOP: dict[StopCode, str] = {
+    "time": "timeout",
+    "members": "too_large",
+    "uncompressed": "too_large",
+    "ratio": "too_large",
+    "member_read": "too_large",
+    "corrupt": "corrupt",
+    "encrypted": "encrypted",
+}
 
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
 
-    def check(self) -> None:
-        if time.monotonic() > self.end:
-            raise ExtractError("timeout")
+def extract_stop(code: StopCode) -> ExtractError:
+    """The ExtractError a guard raises in a parser (daemon.guards names the stop, we name the code)."""
+    return ExtractError(_ERROR_OF_STOP[code])
 
 
-class BoundedZip:
-    """A zip archive whose members are only read within a total uncompressed budget.
+def start_deadline(seconds: float) -> Deadline:
+    """The deadline the parsers check in their long loops; it raises ExtractError("timeout")."""
+    return Deadline(seconds, extract_stop)
 
-    The budget is checked against every member's declared size before anything is
-    decompressed (a zip bomb fails at once), and each read is capped at the declared
-    size + 1 byte, so a member that lies about its size cannot exceed the budget either
-    (zipfile itself stops at the declared size and then fails the CRC check).
-    """
 
-    def __init__(self, data: bytes, max_uncompressed: int) -> None:
-        import io
-
-        try:
-            self.zf = zipfile.ZipFile(io.BytesIO(data))
-            infos = self.zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-            raise ExtractError("corrupt") from exc
-        if len(infos) > 10_000:
-            raise ExtractError("too_large")
-        total = 0
-        for info in infos:
-            if info.file_size > max_uncompressed:
-                raise ExtractError("too_large")
-            total += info.file_size
-        if total > max_uncompressed:
-            raise ExtractError("too_large")
-        self.budget = max_uncompressed
-        self.names = {info.filename: info for info in infos}
-
-    def has(self, name: str) -> bool:
-        return name in self.names
-
-    def read(self, name: str) -> bytes:
-        info = self.names.get(name)
-        if info is None:
-            raise ExtractError("corrupt")
-        if info.file_size > self.budget:
-            raise ExtractError("too_large")
-        try:
-            with self.zf.open(info) as fh:
-                out = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
-            # NotImplementedError: an unsupported compression method; RuntimeError is encryption
-            raise ExtractError("corrupt") from exc
-        except RuntimeError as exc:
-            raise ExtractError("encrypted") from exc
-        if len(out) > info.file_size:
-            raise ExtractError("corrupt")
-        self.budget -= len(out)
-        return out
+def open_zip(data: bytes, limits: ZipLimits, deadline: Deadline) -> BoundedZip:
+    """The one bounded-zip guard, with ExtractError codes ("too_large", "corrupt", "encrypted")."""
+    return BoundedZip(data, limits, deadline, extract_stop)
 
 
 def parse_xml(data: bytes) -> Element:

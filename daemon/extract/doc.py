@@ -13,7 +13,9 @@ from __future__ import annotations
 import bisect
 import struct
 
-from ._common import Deadline, ExtractError, Extraction
+from daemon.guards import Deadline
+
+from ._common import ExtractError, Extraction
 
 _SPRM_IN_TABLE = 0x2416
 _SPRM_TTP = 0x2417

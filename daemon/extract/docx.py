@@ -9,7 +9,9 @@ from __future__ import annotations
 import posixpath
 from xml.etree.ElementTree import Element
 
-from ._common import BoundedZip, Deadline, ExtractError, Extraction, parse_xml, read_rels
+from daemon.guards import BoundedZip, Deadline, ZipLimits
+
+from ._common import ExtractError, Extraction, open_zip, parse_xml, read_rels
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -118,8 +120,8 @@ def _main_part(zf: BoundedZip) -> str:
     return "word/document.xml"
 
 
-def extract_docx(data: bytes, deadline: Deadline, max_uncompressed: int) -> Extraction:
-    zf = BoundedZip(data, max_uncompressed)
+def extract_docx(data: bytes, deadline: Deadline, zip_limits: ZipLimits) -> Extraction:
+    zf = open_zip(data, zip_limits, deadline)
     main = _main_part(zf)
     if not zf.has(main) or not main.endswith(".xml"):
         raise ExtractError("corrupt")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 import struct
 
-from ._common import Deadline, ExtractError, Extraction
+from daemon.guards import Deadline
+
+from ._common import ExtractError, Extraction
 
 _KEEP_CONTROLS = {"\n", "\t"}
 

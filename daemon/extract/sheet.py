@@ -13,7 +13,9 @@ import re
 import struct
 from collections.abc import Iterator
 
-from ._common import BoundedZip, Deadline, ExtractError, Extraction, parse_xml
+from daemon.guards import BoundedZip, Deadline, ZipLimits
+
+from ._common import ExtractError, Extraction, open_zip, parse_xml
 
 A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -85,8 +87,8 @@ def _xlsx_shapes(zf: BoundedZip) -> list[str]:
     return [line for line in out if line.strip()]
 
 
-def extract_xlsx(data: bytes, deadline: Deadline, max_uncompressed: int) -> Extraction:
-    zf = BoundedZip(data, max_uncompressed)  # declared sizes are checked before calamine inflates
+def extract_xlsx(data: bytes, deadline: Deadline, zip_limits: ZipLimits) -> Extraction:
+    zf = open_zip(data, zip_limits, deadline)  # declared sizes are checked before calamine inflates
     if not any(n.startswith("xl/") for n in zf.names):
         raise ExtractError("corrupt")
     lines, tables = _calamine(data, deadline)

@@ -26,9 +26,10 @@ from daemon.alerts.outbox import enqueue_for_record
 from daemon.logs import get_logger
 from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, VIRUS, Arrival, Work
 from daemon.pipeline import Intake
-from daemon.scanner import ScanUnavailable, finding_reason
+from daemon.scanner import ScanUnavailable
 from daemon.stages.comment import comment_stage
 from daemon.stages.parse import parse_message
+from daemon.stages.scan_policy import finding_reason
 from daemon.stages.texts import extract_texts
 from daemon.stages.verdicts import classify_attachments
 from daemon.store import records

@@ -1,34 +1,34 @@
 """R5: ClamAV scans the whole raw message before anything of ours opens it, then each attachment
-on its own so that a verdict names the file. Scanner trouble holds the message (fail closed)."""
+on its own so that a verdict names the file. Scanner trouble holds the message (fail closed).
+
+What a finding means (signature -> reason, verdict) is decided in stages/scan_policy.py; this stage
+calls the scanner and records the decision on the message and its parts."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Protocol
 
-from daemon.model import SCAN_INCOMPLETE, SCAN_UNAVAILABLE, VIRUS, Part, Work
-from daemon.scanner import ScanResult, ScanUnavailable, finding_reason
+from daemon.model import SCAN_UNAVAILABLE, VIRUS, Part, Work
+from daemon.scanner import ScanResult, ScanUnavailable
+from daemon.stages.scan_policy import read_finding
 
 
 class ScannerLike(Protocol):
     def scan(self, data: bytes) -> ScanResult: ...
 
 
-# The attachment verdict a clamd finding implies (reason -> verdict).
-_VERDICT_OF = {VIRUS: "infected", "attachment_macro": "macro", "attachment_encrypted": "encrypted"}
-
-
 def _apply_finding(work: Work, signature: str, part: Part | None) -> None:
-    reason = finding_reason(signature)
-    work.add_reason(reason)
-    if reason == VIRUS and work.virus is None:
+    finding = read_finding(signature)
+    work.add_reason(finding.reason)
+    if finding.reason == VIRUS and work.virus is None:
         work.virus = signature
     if part is not None:
         part.signature = signature
-        if reason in _VERDICT_OF:
-            part.verdict = _VERDICT_OF[reason]
-        elif reason == SCAN_INCOMPLETE:
-            part.detail = "scan_incomplete"
+        if finding.verdict is not None:
+            part.verdict = finding.verdict
+        elif finding.detail is not None:
+            part.detail = finding.detail
 
 
 def scan_message(work: Work, scanner: ScannerLike) -> None:

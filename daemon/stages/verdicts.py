@@ -1,4 +1,6 @@
-"""R4: every attachment gets a verdict by content (daemon.stages.classify); verdicts become reasons."""
+"""R4: every attachment gets a verdict by content (daemon.stages.classify); verdicts become reasons.
+
+A verdict clamd already gave (daemon.stages.scan_policy) outranks the classifier's."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from daemon.model import (
 )
 from daemon.rules import Rules
 from daemon.stages.classify import Classification, ContainerLimits, classify
+from daemon.stages.scan_policy import SCANNER_VERDICTS
 
 REASON_OF_VERDICT = {
     "not_allowed": ATTACHMENT_NOT_ALLOWED,
@@ -20,8 +23,6 @@ REASON_OF_VERDICT = {
     "encrypted": ATTACHMENT_ENCRYPTED,
     "infected": VIRUS,
 }
-# A verdict clamd already gave (infected, or a macro / encryption heuristic) outranks our own "allowed".
-_SCANNER_VERDICTS = {"infected", "macro", "encrypted"}
 
 
 def classify_attachments(work: Work, rules: Rules, limits: ContainerLimits) -> None:
@@ -35,7 +36,7 @@ def classify_attachments(work: Work, rules: Rules, limits: ContainerLimits) -> N
         else:
             c: Classification = classify(part.data, part.filename, part.declared_mime, rules.allowed_kinds, limits)
             part.kind, part.format, part.mime = c.kind, c.format, c.mime
-            if part.signature is not None and part.verdict in _SCANNER_VERDICTS:
+            if part.signature is not None and part.verdict in SCANNER_VERDICTS:
                 part.detail = part.detail or c.detail
             else:
                 part.verdict, part.detail = c.verdict, c.detail
