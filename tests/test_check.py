@@ -59,7 +59,7 @@ def test_raw_store_readable_by_others(env: dict[str, str], tmp_path: Path) -> No
 
 
 def test_imap_login_is_checked(env: dict[str, str], tmp_path: Path) -> None:
-    from daemon.devkit_imap import Dovecot
+    from devkit.dovecot import Dovecot
 
     dovecot = Dovecot(Path(tempfile.mkdtemp(prefix="intake-check-dovecot-", dir="/tmp")))
     dovecot.start()

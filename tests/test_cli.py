@@ -83,6 +83,22 @@ def test_unreachable_database_is_one_line(env: dict[str, str], tmp_path: Path) -
     assert len(err.splitlines()) == 1 and "database unreachable" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["lgo"], "intake: error: argument command: invalid choice: 'lgo'"),
+        ([], "intake: error: the following arguments are required: command"),
+        (["show", "seven"], "intake show: error: argument id: invalid int value: 'seven'"),
+        (["log", "--since", "yesterday"], "intake log: error: argument --since: 'yesterday' is not an ISO 8601 time"),
+    ],
+)
+def test_a_wrong_command_line_is_one_line(env: dict[str, str], args: list[str], expected: str) -> None:
+    done = intake(env, *args)
+    err = done.stderr.decode().strip()
+    assert done.returncode == 2
+    assert len(err.splitlines()) == 1 and err.startswith(expected), err
+
+
 def test_unmigrated_database_says_what_to_run(env: dict[str, str], tmp_path: Path) -> None:
     fresh = {**env, "INTAKE_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     done = intake(fresh, "log")

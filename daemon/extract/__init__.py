@@ -38,7 +38,8 @@ _DECODER = {
 # "__main__": the forkserver imports the main script once, so that each child does not run it again
 # (multiprocessing re-imports the parent's __main__ in every child it starts: for `intake` that is
 # daemon.cli, SQLAlchemy and the rest, about a second of CPU per extraction — measured by bench/).
-# "daemon.cli" covers `python -m daemon.cli`, whose children re-run that module by name.
+# "daemon.cli" (the command-line package and what it imports) is loaded once in the forkserver, so the
+# children forked from it start with it imported, whichever way `intake` was started.
 _PRELOAD = [
     "__main__",
     "daemon.cli",

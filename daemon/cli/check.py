@@ -3,16 +3,38 @@ what to fix. The systemd unit runs it as ExecStartPre=, so a broken deployment n
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
+from daemon.cli.common import EXIT_FAILED
 from daemon.config import Config, ConfigError, load_config
 from daemon.rules import RulesError, load_rules
+
+
+def register(sub: Any) -> None:
+    """Add `check` to the `intake` sub-commands."""
+    s = sub.add_parser("check", help="preflight: config, rules, database, raw store, clamd … one line each")
+    s.add_argument("--quiet", action="store_true", help="print only the failures")
+    s.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    results = run_checks(args.config)
+    for result in results:
+        if not args.quiet or not result.ok:
+            print(result.line())
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} check(s) failed", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
 
 
 @dataclass(frozen=True)

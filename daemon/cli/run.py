@@ -1,6 +1,6 @@
 """`intake run` (the daemon) and `intake status` (its health, from another process).
 
-`add_parsers(subparsers)` adds both to the `intake` command line (daemon/cli.py). Errors are one line
+`register(subparsers)` adds both to the `intake` command line (daemon/cli/__init__.py). Errors are one line
 on stderr (daemon.cli.main prints them), never a traceback: a bad config or rules file exits 2; a
 database, IMAP or listener that cannot be used exits 1.
 """
@@ -15,51 +15,36 @@ import os
 import sys
 from typing import Any
 
+from daemon.cli.common import CliError, load_context, open_sessions
+
 STALE_AFTER = dt.timedelta(seconds=60)  # a daemon whose health row is older than this is not responding
 
 
-def add_parsers(sub: Any) -> None:
+def register(sub: Any) -> None:
+    """Add `run` and `status` to the `intake` sub-commands."""
     s = sub.add_parser("run", help="the daemon: watch the mailbox over IMAP (and LMTP when enabled)")
     s.add_argument("--once", action="store_true",
                    help="process the mailbox until it is drained, then stop (no IDLE, no held-record retries)")
-    s.set_defaults(func=_one_line(cmd_run))
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="the daemon's health: last poll, backlog, today's counts, clamd, last error")
     s.add_argument("--json", action="store_true", help="one JSON object")
-    s.set_defaults(func=_one_line(cmd_status))
-
-
-def _one_line(handler: Any) -> Any:
-    """Print daemon.cli's CliError as one line here: under `python -m daemon.cli` that module runs as
-    __main__, and its `except CliError` does not catch the class imported as daemon.cli."""
-
-    def run(args: argparse.Namespace) -> int:
-        from daemon.cli import EXIT_FAILED, CliError
-
-        try:
-            return int(handler(args))
-        except CliError as exc:
-            print(f"intake: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-
-    run.__name__ = handler.__name__
-    return run
+    s.set_defaults(func=cmd_status)
 
 
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.cli import CliError, _context, _sessions
     from daemon.logs import get_logger
     from daemon.pipeline import Intake
     from daemon.service import Service, ServiceError, ServiceOptions
     from daemon.sources.imap import load_imap_config
     from daemon.store.raw import RawStoreError
 
-    config, rules = _context(args)
+    config, rules = load_context(args)
     assert rules is not None
     imap = load_imap_config(config)
     options = ServiceOptions.from_config(config, once=args.once)
-    sessions = _sessions(config)
+    sessions = open_sessions(config)
     intake = Intake.from_config(config, rules)
     intake.sessions = sessions
     try:
@@ -179,10 +164,8 @@ def render_status(status: dict[str, Any], now: dt.datetime) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from daemon.cli import _context, _sessions
-
-    config, _ = _context(args, need_rules=False)
-    sessions = _sessions(config)
+    config, _ = load_context(args, need_rules=False)
+    sessions = open_sessions(config)
     now = dt.datetime.now(dt.UTC)
     status = gather_status(config, sessions, now)
     if args.json:

@@ -1,4 +1,4 @@
-"""`intake alerts test` and `intake alerts list`."""
+"""`intake alerts test` and `intake alerts list`: try the alert channels, read the alert outbox."""
 
 from __future__ import annotations
 
@@ -10,8 +10,21 @@ import uuid
 from typing import Any
 
 from daemon.alerts import events
+from daemon.cli.common import EXIT_FAILED, load_context, open_sessions, render_table
 
-EXIT_FAILED = 1
+
+def register(subparsers: Any) -> None:
+    """Add `alerts` with its `test` and `list` to the `intake` sub-commands."""
+    s = subparsers.add_parser("alerts", help="staff alerts: test the channels, show the outbox")
+    sub = s.add_subparsers(dest="alerts_command", required=True)
+    t = sub.add_parser("test", help="send a test alert through every configured channel and report each result")
+    t.set_defaults(func=cmd_test)
+    ls = sub.add_parser("list", help="the alert outbox, newest first, with each channel's state")
+    ls.add_argument("--state", choices=["pending", "sent"], help="only alerts with a pending delivery / all sent")
+    ls.add_argument("--category", choices=list(events.CATEGORIES))
+    ls.add_argument("--limit", type=int, default=50, help="at most this many alerts (default 50; 0: all)")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(func=cmd_list)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -59,10 +72,9 @@ def _describe(settings: Any, name: str) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from daemon.alerts.outbox import list_outbox
-    from daemon.cli import _context, _sessions, _table
 
-    config, _ = _context(args, need_rules=False)
-    sessions = _sessions(config)
+    config, _ = load_context(args, need_rules=False)
+    sessions = open_sessions(config)
     with sessions() as session:
         rows = list_outbox(session, state=args.state, category=args.category, limit=args.limit)
     if args.json:
@@ -83,19 +95,6 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"#{row['record']}" if row["record"] is not None else "-",
             " ".join(states) if row["routed"] else "not yet routed",
         ])
-    print(_table(table, ["ID", "CREATED (JST)", "CATEGORY", "KIND", "RECORD", "DELIVERIES"]))
+    print(render_table(table, ["ID", "CREATED (JST)", "CATEGORY", "KIND", "RECORD", "DELIVERIES"]))
     print(f"{len(table)} alert(s)")
     return 0
-
-
-def add_parsers(subparsers: Any) -> None:
-    s = subparsers.add_parser("alerts", help="staff alerts: test the channels, show the outbox")
-    sub = s.add_subparsers(dest="alerts_command", required=True)
-    t = sub.add_parser("test", help="send a test alert through every configured channel and report each result")
-    t.set_defaults(func=cmd_test)
-    ls = sub.add_parser("list", help="the alert outbox, newest first, with each channel's state")
-    ls.add_argument("--state", choices=["pending", "sent"], help="only alerts with a pending delivery / all sent")
-    ls.add_argument("--category", choices=list(events.CATEGORIES))
-    ls.add_argument("--limit", type=int, default=50, help="at most this many alerts (default 50; 0: all)")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.set_defaults(func=cmd_list)

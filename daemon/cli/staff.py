@@ -1,12 +1,12 @@
-"""The staff's commands: `intake log` (search), `stats`, `export`, `release`, `reject`, `retry`, `rescan`, `purge`.
+"""The staff's commands: `intake stats`, `export`, `release`, `reject`, `retry`, `rescan`, `purge`.
 
-`add_parsers(subparsers)` adds them to `intake` (daemon/cli.py). Every failure is one line on stderr.
+`register(subparsers)` adds them to `intake` (daemon/cli/__init__.py); `intake log`, the staff's search, is in
+records.py. Every failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import sys
@@ -14,19 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.cli.common import (
+    KINDS,
+    CliError,
+    filters_from_args,
+    jst_stamp,
+    load_context,
+    open_sessions,
+    parse_time,
+    print_error,
+    render_table,
+)
 from daemon.staff.query import TARGET_KEYS, Filters
-
-KINDS = ("individual", "organization", "unknown")
-STATUSES = ("accepted", "rejected", "quarantined", "held", "duplicate")
-
-
-def _err(text: str) -> None:
-    print(f"intake: error: {text}", file=sys.stderr)
 
 
 def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """One line on stderr for the errors of these commands (daemon.cli's own CliError may be a second copy of
-    that module when it runs as __main__, so it is caught here by name as well)."""
+    """A decision that cannot be taken (DecisionError: no such record, a status it does not apply to, an empty
+    --by or --note) is one line on stderr and exit 1, like a CliError (which daemon.cli.main prints)."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
@@ -35,22 +39,15 @@ def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return func(args)
         except DecisionError as exc:
-            _err(str(exc))
+            print_error(str(exc))
             return 1
-        except Exception as exc:
-            if exc.__class__.__name__ == "CliError":
-                _err(str(exc))
-                return 1
-            raise
 
     return run
 
 
 def _setup(args: argparse.Namespace, need_rules: bool = True) -> tuple[Any, Any, Any]:
-    from daemon import cli
-
-    config, rules = cli._context(args, need_rules=need_rules)
-    return config, rules, cli._sessions(config)
+    config, rules = load_context(args, need_rules=need_rules)
+    return config, rules, open_sessions(config)
 
 
 def _intake(args: argparse.Namespace) -> Any:
@@ -80,74 +77,9 @@ def _similarity(args: argparse.Namespace, config: Any) -> tuple[float, int]:
     return float(sim), ngram
 
 
-def _filters(args: argparse.Namespace, base: Filters) -> Filters:
-    base.reason = getattr(args, "reason", None)
-    base.flag = getattr(args, "flag", None)
-    base.since = getattr(args, "since", None)
-    base.until = getattr(args, "until", None)
-    base.target = getattr(args, "target", None)
-    base.kind = getattr(args, "kind", None)
-    base.text = getattr(args, "text", None)
-    return base
-
-
-# -- log -------------------------------------------------------------------------------------------
-LOG_CSV = ["id", "received_at", "status", "size", "reasons", "flags", "duplicate_of", "duplicate_text_of",
-           "submitter_kind", "items", "targets"]
-
-
-@_guard
-def cmd_log(args: argparse.Namespace) -> int:
-    from daemon import cli
-    from daemon.staff.query import select_records
-    from daemon.store import records
-
-    _, _, sessions = _setup(args, need_rules=False)
-    fmt = "json" if args.json else args.format
-    f = _filters(args, Filters(statuses=[args.status] if args.status else []))
-    with sessions() as session:
-        found = select_records(session, f, newest_first=True)
-        if args.limit:
-            found = found[: args.limit]
-        if fmt == "json":
-            for msg in found:
-                full = records.load(session, msg.id)
-                print(json.dumps(records.to_contract(full), ensure_ascii=False))
-            return 0
-        if fmt == "csv":
-            w = csv.writer(sys.stdout, lineterminator="\n")
-            w.writerow(LOG_CSV)
-            for m in found:
-                result = m.result or {}
-                items = result.get("comments") or []
-                targets = sorted({t for c in items for t in c.get("targets") or []})
-                w.writerow([m.id, records.jst(m.received_at), m.status, m.size, ",".join(m.reasons or []),
-                            ",".join(m.flags or []), m.duplicate_of or "", m.duplicate_text_of or "",
-                            (result.get("submitter") or {}).get("kind", ""), len(items), ",".join(targets)])
-            return 0
-        rows = [
-            [str(m.id), cli._jst(m.received_at), m.status, f"{m.size:,}", ",".join(m.reasons or []) or "-",
-             ",".join(m.flags or []) or "-", str(m.duplicate_of or "")]
-            for m in found
-        ]
-    print(cli._table(rows, ["ID", "RECEIVED (JST)", "STATUS", "BYTES", "REASONS", "FLAGS", "DUP OF"]))
-    print(f"{len(rows)} record(s)")
-    return 0
-
-
-def add_log_options(s: argparse.ArgumentParser) -> None:
-    """The search options `intake log` gains (its own --status --reason --since --until --limit --json stay)."""
-    s.add_argument("--flag", help="only records with this flag (late, duplicate_text, target_missing …)")
-    s.add_argument("--target", choices=TARGET_KEYS, help="only records with a comment item on this draft")
-    s.add_argument("--kind", choices=KINDS, help="only records whose submitter is of this kind")
-    s.add_argument("--text", help="only records with this text in a comment item (NFKC, case and spaces ignored)")
-    s.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output (default table)")
-
-
 # -- stats -----------------------------------------------------------------------------------------
 @_guard
 def cmd_stats(args: argparse.Namespace) -> int:
-    from daemon import cli
     from daemon.staff.stats import STATUSES as ST
     from daemon.staff.stats import compute, excerpt
 
@@ -165,11 +97,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     out.append("by flag:    " + ("  ".join(f"{k} {v}" for k, v in st.by_flag.items()) or "-"))
     out.append("")
     heads = ["DAY (JST)", "TOTAL", *[s.upper() for s in ST]]
-    out.append(cli._table([[d, str(c.total()), *[str(c[s]) for s in ST]] for d, c in st.per_day], heads))
+    out.append(render_table([[d, str(c.total()), *[str(c[s]) for s in ST]] for d, c in st.per_day], heads))
     last = next((d for d, _ in reversed(st.per_day) if d not in ("before", "after")), "")
     out.append("")
     out.append(f"last day {last}, by hour:")
-    out.append(cli._table([[h, str(c.total()), *[str(c[s]) for s in ST]] for h, c in st.last_day_hours],
+    out.append(render_table([[h, str(c.total()), *[str(c[s]) for s in ST]] for h, c in st.last_day_hours],
                           ["HOUR", "TOTAL", *[s.upper() for s in ST]]))
     out.append("")
     out.append(f"form-letter groups (identical, or similar at {st.threshold:.2f} or above): {len(st.groups)}")
@@ -179,7 +111,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             ids = sorted({st.items[m].record_id for m in g.members})
             rows.append([g.id, str(g.count), "identical" if g.identical else "similar",
                          ",".join(map(str, ids)), excerpt(st.items[g.members[0]].text, 30)])
-        out.append(cli._table(rows, ["GROUP", "COUNT", "KIND", "RECORDS", "TEXT"]))
+        out.append(render_table(rows, ["GROUP", "COUNT", "KIND", "RECORDS", "TEXT"]))
     print("\n".join(out))
     return 0
 
@@ -193,15 +125,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config, rules, sessions = _setup(args)
     sim, ngram = _similarity(args, config)
-    f = _filters(args, Filters.for_publication(include_late=args.include_late, include_held=args.include_held))
+    f = filters_from_args(args, Filters.for_publication(include_late=args.include_late, include_held=args.include_held))
     if args.format == "xlsx" and (args.output in (None, "-")) and sys.stdout.isatty():
-        raise _cli_error("an xlsx export needs --output FILE (or redirect stdout to a file)")
+        raise CliError("an xlsx export needs --output FILE (or redirect stdout to a file)")
     with sessions() as session:
         st = compute(session, rules, f.corpus(), sim, ngram)
         wanted = {it.key for it in items_of(select_records(session, f), f)}
     items = [it for it in st.items if it.key in wanted]
-    labels = {k: str(v.get("label") or k) for k, v in rules.raw.get("targets", {}).items()}
-    table = ex.rows(items, ex.ExportOptions(public=args.public, target_labels=labels))
+    table = ex.rows(items, ex.ExportOptions(public=args.public, target_labels=dict(rules.target_labels)))
     progress = ex.Progress(len(table), f"export {args.format}")
     if args.format == "xlsx":
         target: Any = sys.stdout.buffer if args.output in (None, "-") else args.output
@@ -225,12 +156,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output not in (None, "-"):
         print(f"{len(table)} comment item(s) written to {args.output}", file=sys.stderr)
     return 0
-
-
-def _cli_error(text: str) -> Exception:
-    from daemon.cli import CliError
-
-    return CliError(text)
 
 
 # -- decisions -------------------------------------------------------------------------------------
@@ -271,7 +196,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         try:
             _print_outcome(retry(intake, rid, args.by, args.note), "retry")
         except StorageError as exc:
-            _err(f"#{rid}: not retried: {exc}")
+            print_error(f"#{rid}: not retried: {exc}")
             failed += 1
     if args.held:
         print(f"{len(ids)} held record(s) retried" + (f", {failed} failed" if failed else ""))
@@ -292,7 +217,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         print(f"#{rid}: raw mail missing from the store: not scanned")
     print(f"{report.scanned} scanned, {report.clean} clean, {len(report.quarantined)} quarantined")
     if report.error:
-        _err(f"clamd failed ({report.error}): the rescan stopped; run it again")
+        print_error(f"clamd failed ({report.error}): the rescan stopped; run it again")
         return 1
     return 0
 
@@ -300,13 +225,12 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 # -- purge -----------------------------------------------------------------------------------------
 @_guard
 def cmd_purge(args: argparse.Namespace) -> int:
-    from daemon import cli
     from daemon.staff import retention as rt
     from daemon.store.db import now_utc
     from daemon.store.raw import RawStore
 
     if args.as_of is not None and args.apply:
-        raise _cli_error("--as-of is for --dry-run only (a plan for a later day); --apply deletes as of now")
+        raise CliError("--as-of is for --dry-run only (a plan for a later day); --apply deletes as of now")
     config, _, sessions = _setup(args, need_rules=False)
     policy = rt.retention_from_config(config)
     now = args.as_of or now_utc()
@@ -314,9 +238,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
         dues = rt.plan(session, policy, now)
     for klass in rt.CLASSES:
         print(f"retention {klass}: {policy.describe(klass)}")
-    rows = [[str(d.record_id), d.status, d.klass, d.area, cli._jst(d.since), cli._jst(d.due_at)] for d in dues]
+    rows = [[str(d.record_id), d.status, d.klass, d.area, jst_stamp(d.since), jst_stamp(d.due_at)] for d in dues]
     if rows:
-        print(cli._table(rows, ["ID", "STATUS", "CLASS", "AREA", "SINCE (JST)", "DUE (JST)"]))
+        print(render_table(rows, ["ID", "STATUS", "CLASS", "AREA", "SINCE (JST)", "DUE (JST)"]))
     counts = {k: sum(1 for d in dues if d.klass == k) for k in rt.CLASSES}
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     files = len({(d.sha256, d.area) for d in dues})
@@ -344,9 +268,8 @@ def _publication_args(s: argparse.ArgumentParser) -> None:
                    "form_letter_similarity, else 0.8)")
 
 
-def add_parsers(sub: Any) -> None:
-    from daemon.cli import parse_time
-
+def register(sub: Any) -> None:
+    """Add `stats`, `export`, `release`, `reject`, `retry`, `rescan` and `purge` to the `intake` sub-commands."""
     s = sub.add_parser("stats", help="counts, 者/件, per day, form-letter groups")
     _publication_args(s)
     s.add_argument("--json", action="store_true")
