@@ -29,10 +29,10 @@ from daemon.alerts import events
 from daemon.alerts.outbox import enqueue_door_refusal, list_outbox
 from daemon.alerts.sender import Sender, run_sender
 from daemon.alerts.settings import AlertSettings, parse_alert_settings
-from daemon.devkit import eicar
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store.db import Alert, AlertDelivery, Message
+from devkit.clamd import eicar
 
 from mails import mail
 

@@ -26,11 +26,11 @@ from daemon.alerts.watch import (
     step_storage,
     storage_kind,
 )
-from daemon.devkit import Clamd
 from daemon.model import Arrival
 from daemon.pipeline import Intake, StorageError
 from daemon.scanner import Scanner
 from daemon.store.db import Alert, make_engine, make_sessionmaker
+from devkit.clamd import Clamd
 
 T0 = dt.datetime(2026, 1, 10, 0, 0, tzinfo=dt.UTC)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.store import records
 from daemon.store.db import Message
+from devkit.ikensho import ikensho_docx, ikensho_xlsx
 
 from conftest import CORPUS
 from mails import mail

@@ -6,9 +6,9 @@ import socket
 import urllib.request
 
 from daemon import metrics
-from daemon.devkit import eicar
 from daemon.model import Arrival
 from daemon.pipeline import Intake
+from devkit.clamd import eicar
 
 from mails import mail
 

@@ -23,14 +23,14 @@ from sqlalchemy.engine import make_url
 
 from daemon import logs
 from daemon.config import Config, ScanConfig
-from daemon.devkit import Clamd, eicar
-from daemon.devkit_ikensho import ikensho_docx, ikensho_xlsx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.rules import load_rules
 from daemon.scanner import Scanner
 from daemon.staff.groups import find_groups, jaccard, shingles
 from daemon.store import migrate
+from devkit.clamd import Clamd, eicar
+from devkit.ikensho import ikensho_docx, ikensho_xlsx
 
 from conftest import BACKENDS, PG_URL, RULES
 from mails import mail

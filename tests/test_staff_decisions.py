@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.devkit import Clamd, add_body_signature, eicar
-from daemon.devkit_ikensho import ikensho_docx
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.scanner import Scanner
 from daemon.store import records
 from daemon.store.db import Event, Message
+from devkit.clamd import Clamd, add_body_signature, eicar
+from devkit.ikensho import ikensho_docx
 
 from mails import mail
 
