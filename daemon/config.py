@@ -90,7 +90,7 @@ class Section:
         return value
 
     def number(self, key: str, default: float, *, minimum: float | None = None, positive: bool = False,
-               what: str = "a number") -> float:
+               what: str = "number") -> float:
         """A number (int or float); `positive` refuses 0 and below, `minimum` anything under it."""
         value = float(self.get(key, (int, float), default))
         if positive and value <= 0:

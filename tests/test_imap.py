@@ -32,10 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from daemon.config import Config
-from daemon.devkit import Clamd, eicar
-from daemon.devkit_imap import Dovecot, free_port
 from daemon.store import migrate
 from daemon.store.db import Event, Message, ServiceHealth, make_engine
+from devkit.clamd import Clamd, eicar
+from devkit.dovecot import Dovecot, free_port
 
 from conftest import RULES
 from mails import IN_WINDOW, mail
@@ -576,7 +576,7 @@ def test_demo_runs_the_daemon_and_shows_the_log(tmp_path: Path) -> None:
     env = {**os.environ, "INTAKE_DEMO_DIR": str(tmp_path / "demo")}
     for key in ("INTAKE_CONFIG", "INTAKE_DATABASE_URL", "INTAKE_DATA_DIR", "INTAKE_RULES", "INTAKE_CLAMD"):
         env.pop(key, None)
-    done = subprocess.run([PY, "-m", "daemon.demo", "--once"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([PY, "-m", "devkit.demo", "--once"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "6 record(s)" in out, out
@@ -591,7 +591,7 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "INTAKE_DEMO_DIR": str(tmp_path / "demo")}
     for key in ("INTAKE_CONFIG", "INTAKE_DATABASE_URL", "INTAKE_DATA_DIR", "INTAKE_RULES", "INTAKE_CLAMD"):
         env.pop(key, None)
-    proc = subprocess.Popen([PY, "-m", "daemon.demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([PY, "-m", "devkit.demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     lines: list[str] = []
     assert proc.stdout is not None
@@ -683,7 +683,7 @@ def test_mail_arriving_beside_a_slow_record_is_recorded_and_moved_before_it(
             await until(lambda: count(engine) == 3 and dovecot.folders().get(ACCEPTED) == 3,
                         "the quick mail recorded and moved beside the slow record")
             seen = {"records_before_release": count(engine), "inbox_before_release": dovecot.count(),
-                    "slow_still_in_flight": not slow.release.is_set() and len(watcher._tasks) == 1}
+                    "slow_still_in_flight": not slow.release.is_set() and len(watcher.sync.tasks) == 1}
             slow.release.set()
             await until(lambda: count(engine) == 4 and dovecot.count() == 0, "the slow one recorded and moved")
             seen["folders"] = dovecot.folders()

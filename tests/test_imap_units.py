@@ -20,21 +20,32 @@ import pytest
 from sqlalchemy import select
 
 from daemon.config import Config, ConfigError
-from daemon.devkit_imap import Dovecot
 from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.service import sd_notify, signature_age, watchdog_interval
 from daemon.sources.imap import (
     ImapConfig,
+    ImapError,
     ImapSession,
-    _Protocol,
     load_imap_config,
     parse_internaldate,
     read_password,
+    try_login,
     uid_set,
+)
+from daemon.sources.imap.client import ImapProtocol
+from daemon.sources.imap.responses import (
+    ShortLiteral,
+    parse_delimiter,
+    parse_folder_names,
+    parse_literals,
+    parse_meta,
+    parse_search,
+    parse_uidvalidity,
 )
 from daemon.store import claims
 from daemon.store.db import ImapClaim, Message, now_utc
+from devkit.dovecot import Dovecot
 
 
 # -- small pure parts -------------------------------------------------------------------------------
@@ -50,6 +61,33 @@ def test_internaldate_keeps_its_offset() -> None:
     assert parse_internaldate("garbage") is None
 
 
+def test_literals_are_read_whether_the_uid_comes_before_or_after_them() -> None:
+    lines = [b"1 FETCH (UID 7 BODY[] {5}", bytearray(b"hello"), b")",
+             b"2 FETCH (BODY[] {3}", bytearray(b"abc"), b" UID 9)",
+             b"3 FETCH (UID 11 BODY[] {2}", bytearray(b"zz"), b")",  # not asked for: ignored
+             b"Fetch completed."]
+    assert parse_literals(lines, "", [7, 9]) == {7: b"hello", 9: b"abc"}
+    header = [b"1 FETCH (UID 7 BODY[HEADER] {4}", bytearray(b"A: b"), b")", b"Fetch completed."]
+    assert parse_literals(header, "HEADER", [7]) == {7: b"A: b"}
+    assert parse_literals(header, "", [7]) == {}  # a header block is not the whole message
+    with pytest.raises(ShortLiteral):
+        parse_literals([b"1 FETCH (UID 7 BODY[] {9}", bytearray(b"cut"), b")"], "", [7])
+
+
+def test_answers_of_select_list_search_and_fetch() -> None:
+    assert parse_uidvalidity([b"OK [UIDVALIDITY 3857529045] UIDs valid", b"Select completed."]) == 3857529045
+    assert parse_uidvalidity([b"Select completed."]) == 0
+    assert parse_delimiter([b'(\\Noselect) "/" ""']) == "/"
+    assert parse_delimiter([b"(\\Noselect) NIL \"\""]) is None
+    assert parse_folder_names([b'(\\HasNoChildren) "." "Intake.Accepted"', b'(\\HasChildren) "." INBOX']) == {
+        "Intake.Accepted", "INBOX"}
+    assert parse_search([b"SEARCH 5 3 3 9", b"Search completed."]) == [3, 5, 9]
+    metas = parse_meta([b'2 FETCH (UID 9 RFC822.SIZE 1234 INTERNALDATE " 6-Jan-2026 09:15:00 +0900")',
+                        b"3 FETCH (UID 10 RFC822.SIZE 5)", b"Fetch completed."], [9, 10])
+    assert [(m.uid, m.size) for m in metas] == [(9, 1234), (10, 5)]
+    assert metas[0].internaldate == parse_internaldate(" 6-Jan-2026 09:15:00 +0900") and metas[1].internaldate is None
+
+
 def _feed_expunges(protocol: aioimaplib.IMAP4ClientProtocol, n: int) -> aioimaplib.Command:
     loop = asyncio.get_running_loop()
     protocol.state = aioimaplib.SELECTED
@@ -62,7 +100,7 @@ def _feed_expunges(protocol: aioimaplib.IMAP4ClientProtocol, n: int) -> aioimapl
 
 async def test_one_response_of_5000_lines_parses_without_recursion() -> None:
     loop = asyncio.get_running_loop()
-    ours = _Protocol(loop, lambda _exc: None)
+    ours = ImapProtocol(loop, lambda _exc: None)
     command = _feed_expunges(ours, 5000)
     await asyncio.wait_for(command.wait(), 5)
     assert command.response.result == "OK" and len(command.response.lines) == 5001
@@ -73,7 +111,7 @@ async def test_one_response_of_5000_lines_parses_without_recursion() -> None:
 
 
 # -- configuration ----------------------------------------------------------------------------------
-def _config(tmp_path: Path, imap: dict[str, object]) -> Config:
+def _config(tmp_path: Path, imap: object) -> Config:
     return Config(data_dir=tmp_path, database_url="sqlite://", rules_path=tmp_path / "r.toml", raw={"imap": imap})
 
 
@@ -108,10 +146,15 @@ def test_imap_config_validation(tmp_path: Path) -> None:
         ({"idle_interval": 3600}, "idle_interval"),
         ({"folders": {"spam": "X"}}, r"folders\.spam"),
         ({"port": "993"}, r"imap\.port: wrong type"),
+        ({"poll_interval": 0}, r"^imap\.poll_interval: must be positive$"),
+        ({"command_timeout": "60"}, r"imap\.command_timeout: wrong type str"),
+        ({"idle": 1}, r"imap\.idle: wrong type int"),
+        ({"max_in_flight": True}, r"imap\.max_in_flight: wrong type bool"),
+        ("not a table", r"^\[imap\]: must be a table$"),
     ]
     for extra, message in bad:
         with pytest.raises(ConfigError, match=message):
-            load_imap_config(_config(tmp_path, {**base, **extra}), env)
+            load_imap_config(_config(tmp_path, {**base, **extra} if isinstance(extra, dict) else extra), env)
     plain = load_imap_config(_config(tmp_path, {**base, "host": "127.0.0.1", "security": "plain"}), env)
     assert plain is not None and plain.port == 143
 
@@ -242,3 +285,20 @@ async def test_many_expunges_from_another_client_arrive_in_one_response(server: 
         assert await session.search_all() == []
     finally:
         await session.close()
+
+
+async def test_try_login_says_what_to_fix(server: Dovecot) -> None:
+    cfg = ImapConfig(host="127.0.0.1", port=server.port, security="plain", user=server.user,
+                     password=server.password, command_timeout=20)
+    assert await try_login(cfg) == f"127.0.0.1:{server.port}: login as the configured user works, INBOX opens"
+    with pytest.raises(ImapError, match=r": login refused: check imap\.user and the password"):
+        await try_login(ImapConfig(**{**cfg.__dict__, "password": "wrong-password"}))
+    with pytest.raises(ImapError, match=r"mailbox 'Nowhere' cannot be opened: check imap\.mailbox"):
+        await try_login(ImapConfig(**{**cfg.__dict__, "mailbox": "Nowhere"}))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    with pytest.raises(ImapError, match=r"unreachable \(ConnectionRefusedError\): check imap\.host and port"):
+        await try_login(ImapConfig(**{**cfg.__dict__, "port": closed}))
+    with pytest.raises(ImapError, match=r"TLS failed \(SSL\w*Error\): check imap\.cafile"):
+        await try_login(ImapConfig(**{**cfg.__dict__, "security": "tls"}))  # TLS to a plain-text port

@@ -4,7 +4,7 @@ what to fix. The systemd unit runs it as ExecStartPre=, so a broken deployment n
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import datetime as dt
 import stat
 import sys
@@ -137,11 +137,9 @@ def check_clamd(config: Config, max_age_days: float = 3.0) -> Iterator[Result]:
 
 
 def check_imap(config: Config) -> Iterator[Result]:
-    """Log in to the mailbox (stdlib imaplib, implicit TLS with the same certificate checks as the daemon)."""
-    import imaplib
-    import ssl
-
-    from daemon.sources.imap import load_imap_config
+    """Log in to the mailbox the way the daemon does (daemon/sources/imap: same TLS checks, same client), and
+    open the mailbox read-only (EXAMINE): the check never changes anything."""
+    from daemon.sources.imap import ImapError, load_imap_config, try_login
 
     try:
         imap = load_imap_config(config)
@@ -151,32 +149,9 @@ def check_imap(config: Config) -> Iterator[Result]:
     if imap is None:
         return  # no mailbox configured (LMTP only)
     try:
-        if imap.security == "tls":
-            context = ssl.create_default_context(cafile=imap.cafile)
-            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(imap.host, imap.port, ssl_context=context,
-                                                      timeout=imap.connect_timeout)
-        else:
-            client = imaplib.IMAP4(imap.host, imap.port, timeout=imap.connect_timeout)
-    except ssl.SSLError as exc:
-        yield Result("imap", False, f"{imap.label}: TLS failed ({exc.__class__.__name__}): check imap.cafile / the "
-                                    "server's certificate")
-        return
-    except OSError as exc:
-        yield Result("imap", False, f"{imap.label}: unreachable ({exc.__class__.__name__}): check imap.host and port")
-        return
-    try:
-        client.login(imap.user, imap.password)
-        typ, _ = client.select(f'"{imap.mailbox}"', readonly=True)
-        if typ != "OK":
-            yield Result("imap", False, f"{imap.label}: mailbox {imap.mailbox!r} cannot be opened: check imap.mailbox")
-            return
-        yield Result("imap", True, f"{imap.label}: login as the configured user works, {imap.mailbox} opens")
-    except imaplib.IMAP4.error:
-        yield Result("imap", False, f"{imap.label}: login refused: check imap.user and the password "
-                                    "(imap.password_file, $INTAKE_IMAP_PASSWORD or the imap-password credential)")
-    finally:
-        with contextlib.suppress(Exception):
-            client.logout()
+        yield Result("imap", True, asyncio.run(try_login(imap)))
+    except ImapError as exc:
+        yield Result("imap", False, str(exc))
 
 
 def check_alerts(config: Config) -> Iterator[Result]:

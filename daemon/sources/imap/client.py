@@ -1,0 +1,93 @@
+"""aioimaplib 2.0.3, made safe for a daemon that runs for months.
+
+aioimaplib parses a response recursively, one call per line, and dies with a RecursionError (then hangs)
+once one response has about 1,000 lines (iroco-co/aioimaplib#118, open): a `UID FETCH 1:1000 (FLAGS)`, or
+the 1,000 EXPUNGE lines of another client's move. `ImapProtocol` parses the same way in a loop instead.
+It also counts the bytes read (tests check that nothing big was downloaded), remembers the commands sent
+(never LOGIN, which carries the password) and notices `* n EXISTS`, so the watcher looks again before it
+idles. `ImapClient` is aioimaplib's client with this protocol plugged in.
+
+The rest of the defence is in the session and the config: UID sets stay small (imap.batch_size ≤ 500),
+every command has a timeout, `conn_lost_cb` is set, and QRESYNC is enabled where offered so that other
+daemons' moves arrive as one VANISHED line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aioimaplib
+from aioimaplib.aioimaplib import CRLF, IncompleteRead, literal_data_re
+
+
+class ImapProtocol(aioimaplib.IMAP4ClientProtocol):
+    """aioimaplib's protocol with an iterative response parser (no RecursionError on long
+    responses), a count of the bytes read, the commands sent (no LOGIN), and new-mail detection."""
+
+    EXISTS = re.compile(rb"^\* \d+ EXISTS")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn_lost_cb: Callable[[Exception | None], None]) -> None:
+        super().__init__(loop, conn_lost_cb)
+        self.bytes_received = 0
+        self.sent: deque[str] = deque(maxlen=2000)
+        self.new_mail = False
+
+    def data_received(self, d: bytes) -> None:
+        self.bytes_received += len(d)
+        super().data_received(d)
+
+    def send(self, line: str, scrub: str | None = None) -> None:
+        if " LOGIN " not in line:
+            self.sent.append(line)
+        super().send(line, scrub)
+
+    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
+        if self.EXISTS.match(line):
+            self.new_mail = True
+        return super()._handle_line(line, current_cmd)
+
+    def _handle_responses(self, data: bytes, line_handler: Callable[[bytes, Any], Any],
+                          current_cmd: Any = None) -> None:
+        # The same steps as aioimaplib's, in a loop instead of one recursive call per line.
+        while True:
+            if not data:
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                if current_cmd is not None and current_cmd.wait_data():
+                    raise IncompleteRead(current_cmd)
+                return
+            if current_cmd is not None and current_cmd.wait_literal_data():
+                data = current_cmd.append_literal_data(data)
+                if current_cmd.wait_literal_data():
+                    raise IncompleteRead(current_cmd)
+            line, separator, tail = data.partition(CRLF)
+            if not separator:
+                raise IncompleteRead(current_cmd, data)
+            cmd = line_handler(line, current_cmd)
+            begin_literal = literal_data_re.match(line)
+            if begin_literal:
+                if cmd is None:
+                    cmd = aioimaplib.Command("NIL", "unused")
+                cmd.begin_literal_data(int(begin_literal.group("size")))
+                data, current_cmd = tail, cmd
+            elif cmd is not None and cmd.wait_data():
+                data, current_cmd = tail, cmd
+            else:
+                data, current_cmd = tail, None
+
+
+class ImapClient(aioimaplib.IMAP4):
+    """aioimaplib's client on `ImapProtocol` (its own `create_client` offers no way to choose the protocol)."""
+
+    def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
+                      conn_lost_cb: Callable[[Exception | None], None] | None = None,
+                      ssl_context: ssl.SSLContext | None = None) -> None:
+        local_loop = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = ImapProtocol(local_loop, conn_lost_cb or (lambda _exc: None))
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context))

@@ -1,0 +1,293 @@
+"""One pass over the mailbox, and the records it leaves in flight: the walk of one message, top to bottom.
+
+1. `UID SEARCH ALL`; the UIDs that already have a record are not fetched again (a `held` one stays
+   in the inbox untouched; a settled one that is still there is moved now).
+2. The rest are claimed in the database (daemon/store/claims.py), in batches small enough for
+   aioimaplib, and `UID FETCH (UID RFC822.SIZE INTERNALDATE)` gives each one's size and arrival time.
+3. The size decision (R3), asked of daemon/stages/size.py before anything is downloaded: over the limit,
+   only `BODY.PEEK[HEADER]` is fetched and the record is rejected/too_large with the declared size;
+   otherwise `BODY.PEEK[]` (never `RFC822`, which sets \\Seen), several small messages in one command.
+4. `Intake.process` (in a worker thread) returns its Outcome once the record is durable; only then is the
+   message moved (`UID MOVE`, or COPY + \\Deleted + UID EXPUNGE) to the folder for its status, and its
+   claim let go.
+
+Records are made side by side, at most imap.max_in_flight messages and imap.max_in_flight_bytes of them at
+once; a pass does not wait for the slowest: the watcher moves each record as it finishes. The rules are read
+from the intake at each decision and never kept here: a SIGHUP reload replaces them between two messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from daemon.logs import get_logger
+from daemon.model import HELD, Arrival, Outcome
+from daemon.rules import Rules
+from daemon.sources.imap.config import ImapConfig
+from daemon.sources.imap.progress import Progress
+from daemon.sources.imap.responses import Meta
+from daemon.sources.imap.session import ImapError, ImapSession
+from daemon.stages.size import too_large
+from daemon.store import claims
+from daemon.store.claims import ImapKey
+
+log = get_logger("imap")
+
+FETCH_GROUP = 16  # small messages per UID FETCH BODY.PEEK[] (one round trip)
+FETCH_GROUP_BYTES = 2 * 1024 * 1024
+HEADER_WEIGHT = 64 * 1024  # what a too-large message weighs in flight: its header block only
+
+
+class Recorder(Protocol):
+    """What a pass needs of daemon.pipeline.Intake: the rules of the moment, the database, and `process`."""
+
+    rules: Rules
+    sessions: sessionmaker[Session]
+
+    def process(self, arrival: Arrival) -> Outcome: ...
+
+
+class MailboxSync:
+    """The messages of one watcher from their claim to their move: the passes over the mailbox, the records
+    in flight (`tasks`), the moves waiting to be sent (`moves`) and the claims still to let go."""
+
+    def __init__(self, cfg: ImapConfig, intake: Recorder, owner: str, stop: asyncio.Event,
+                 run_in_thread: Callable[..., Awaitable[Any]], progress: Progress, once: bool) -> None:
+        self.cfg = cfg
+        self.intake = intake
+        self.owner = owner
+        self.stop = stop
+        self.thread = run_in_thread
+        self.progress = progress
+        self.once = once
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.moves: dict[str, set[int]] = {}  # status → UIDs recorded and not yet moved
+        self.progressed = asyncio.Event()  # set when a record finishes (its move can go)
+        self.failures = 0  # records that failed (the database or raw store away?) since the watcher looked
+        self._in_flight_uids: set[int] = set()  # being recorded: a later pass must not take them again
+        self._in_flight_bytes = 0
+        self._done_uids: list[int] = []
+
+    # -- 1–2. search, skip what is recorded, claim, fetch size and date ----------------------------
+    async def sync_pass(self, session: ImapSession) -> bool:
+        """Process the mailbox once. Returns True when it recorded or moved anything."""
+        cfg, uv = self.cfg, session.uidvalidity
+        uids = await session.search_all()
+        known = await self._claims(claims.recorded, uv, uids)
+        new = [u for u in uids if u not in known and u not in self._in_flight_uids]
+        held = [u for u, (_rid, status) in known.items() if status == HELD]
+        self.progress.held_in_mailbox = len(held)
+        self.progress.backlog = len(new)
+        did = await self._move_recorded(session, uv, known)
+        # After a UIDVALIDITY change new UIDs may be mail recorded before: each is recognised by its content.
+        recognise = bool(new) and await self._claims(claims.has_other_uidvalidity, uv)
+        total, done = len(new), 0
+        for start in range(0, len(new), cfg.batch_size):
+            if self.stop.is_set():
+                break
+            chunk = new[start : start + cfg.batch_size]
+            claimed = await self._claims(claims.claim_many, uv, chunk, self.owner, cfg.lease_seconds)
+            mine = [u for u in chunk if claimed.get(u) == claims.CLAIMED]
+            metas = await session.fetch_meta(mine)
+            gone = set(mine) - {m.uid for m in metas}
+            if gone:  # expunged meanwhile (another daemon moved them)
+                await self._release(uv, sorted(gone))
+            i = 0
+            while i < len(metas):
+                group = self._next_group(metas, i)
+                await self._wait_capacity(session, group)
+                if self.stop.is_set():
+                    await self._release(uv, [m.uid for m in metas[i:]])
+                    break
+                self.progress.set("ingesting", f"ingesting {done + len(group)}/{total}")
+                await self._start_group(session, group, recognise)
+                did = True
+                done += len(group)
+                i += len(group)
+            done += len(chunk) - len(metas)
+            # Move what is recorded before letting go of its claims (see claims.claim_recorded).
+            if self.moves:
+                await self._flush_moves(session)
+            await self._release_done(uv)
+        if self.once:
+            await self.drain(session, abandon_moves=False)
+        # Otherwise the records still in flight finish on their own: the watch loop moves them as they do.
+        await self._release_done(uv)
+        self.progress.last_poll_at = dt.datetime.now(dt.UTC)
+        self.progress.backlog = 0 if not self.stop.is_set() else self.progress.backlog
+        return did
+
+    async def _move_recorded(self, session: ImapSession, uv: int, known: dict[int, tuple[int, str]]) -> bool:
+        """Recorded but still here: moved by whoever claims them (not, at the same time, by the daemon that
+        recorded them, which keeps its claim until its own move is done). True when anything was moved."""
+        settled = sorted(u for u, (_rid, status) in known.items() if status != HELD)
+        if not settled:
+            return False
+        mine = await self._claims(claims.claim_recorded, uv, settled, self.owner, self.cfg.lease_seconds)
+        for uid in mine:
+            self.moves.setdefault(known[uid][1], set()).add(uid)
+        did = bool(self.moves)
+        if self.moves:
+            await self._flush_moves(session)
+        if mine:
+            await self._release(uv, mine)
+        return did
+
+    # -- 3. the size decision, the memory bound, the download ---------------------------------------
+    def _weight(self, meta: Meta) -> int:
+        """The memory a message takes while in flight: a too-large one is only its header block."""
+        return HEADER_WEIGHT if too_large(meta.size, self.intake.rules) else meta.size
+
+    def _next_group(self, metas: list[Meta], start: int) -> list[Meta]:
+        """Small messages are fetched several at a time (one round trip); a big one alone."""
+        group = [metas[start]]
+        budget = min(FETCH_GROUP_BYTES, self.cfg.max_in_flight_bytes)
+        total = self._weight(metas[start])
+        if too_large(metas[start].size, self.intake.rules):
+            return group
+        for meta in metas[start + 1 :]:
+            weight = self._weight(meta)
+            # at most half the in-flight slots, so the next group downloads while this one is recorded
+            if (len(group) >= min(FETCH_GROUP, max(1, self.cfg.max_in_flight // 2)) or total + weight > budget
+                    or too_large(meta.size, self.intake.rules)):
+                break
+            group.append(meta)
+            total += weight
+        return group
+
+    async def _wait_capacity(self, session: ImapSession, group: list[Meta]) -> None:
+        """At most max_in_flight messages, and max_in_flight_bytes of them, in memory at once;
+        NOOP every noop_interval while waiting (long processing must not let the server drop us)."""
+        need = sum(self._weight(m) for m in group)
+        while self.tasks and (len(self.tasks) + len(group) > self.cfg.max_in_flight
+                              or self._in_flight_bytes + need > self.cfg.max_in_flight_bytes):
+            await self.wait_some(session)
+
+    async def wait_some(self, session: ImapSession) -> None:
+        """Until a record in flight finishes, or noop_interval has passed (then a NOOP keeps the connection)."""
+        done, _ = await asyncio.wait(set(self.tasks), timeout=self.cfg.noop_interval,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            await session.noop()
+        self.progress.in_flight = len(self.tasks)
+
+    async def _start_group(self, session: ImapSession, group: list[Meta], recognise: bool) -> None:
+        cfg = self.cfg
+        # Decide before downloading: a too-large message gives its header block only, never its body. A too-large
+        # message always travels alone (_next_group); a group of several was lawful when it was formed, and if a
+        # reload lowered the limit since, it is fetched whole and the pipeline's size stage judges each message.
+        header_only = len(group) == 1 and too_large(group[0].size, self.intake.rules)
+        timeout = cfg.command_timeout + sum(m.size for m in group) / (256 * 1024)  # ≥ 256 KiB/s for big bodies
+        if header_only:
+            header = await session.fetch_literal(group[0].uid, "HEADER", timeout)
+            bodies = {group[0].uid: header} if header is not None else {}
+        else:
+            bodies = await session.fetch_bodies([m.uid for m in group], timeout)
+        gone = [m.uid for m in group if m.uid not in bodies]
+        if gone:
+            await self._release(session.uidvalidity, gone)
+        for meta in group:
+            raw = bodies.get(meta.uid)
+            if raw is not None:
+                self._start_one(ImapKey(cfg.account, cfg.mailbox, session.uidvalidity, meta.uid), meta, raw,
+                                header_only, recognise)
+
+    # -- 4. the record, in a worker thread ----------------------------------------------------------
+    def _start_one(self, key: ImapKey, meta: Meta, raw: bytes, header_only: bool, recognise: bool) -> None:
+        weight = len(raw)
+        self._in_flight_bytes += weight
+        self._in_flight_uids.add(key.uid)
+        task = asyncio.ensure_future(self.thread(self._record, key, raw, meta, header_only, recognise))
+        self.tasks.add(task)
+        self.progress.in_flight = len(self.tasks)
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            self._in_flight_uids.discard(key.uid)
+            self._in_flight_bytes -= weight
+            self.progressed.set()
+            self._done_uids.append(key.uid)  # its claim is released in bulk at the end of the chunk
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                self.failures += 1
+                self.progress.error(f"record_failed:{exc}")
+                log.error("record_failed", uid=meta.uid, error=str(exc)[:120])
+                return
+            _rid, status = t.result()
+            if status != HELD:
+                self.moves.setdefault(status, set()).add(meta.uid)
+
+        task.add_done_callback(finished)
+
+    def _record(self, key: ImapKey, raw: bytes, meta: Meta, header_only: bool, recognise: bool) -> tuple[int, str]:
+        """In a worker thread: the record, durable when this returns."""
+        sessions = self.intake.sessions
+        if recognise:
+            sha = None if header_only else hashlib.sha256(raw).hexdigest()
+            known = claims.rekey(sessions, key, sha, meta.size, meta.internaldate)
+            if known is not None:
+                log.info("recognised", record=known[0], uid=key.uid, uidvalidity=key.uidvalidity, status=known[1])
+                return known
+        arrival = Arrival(raw=raw, source="imap", received_at=meta.internaldate,
+                          received_source="imap_internaldate" if meta.internaldate else None,
+                          imap=key.as_dict(), size=meta.size if header_only else None)
+        outcome = self.intake.process(arrival)
+        return outcome.id, outcome.status
+
+    # -- 5. moves, and letting go of claims ---------------------------------------------------------
+    async def _flush_moves(self, session: ImapSession) -> None:
+        for status in list(self.moves):
+            uids = sorted(self.moves.get(status, ()))
+            for start in range(0, len(uids), self.cfg.batch_size):
+                part = uids[start : start + self.cfg.batch_size]
+                await session.move(part, status)
+                self.moves[status].difference_update(part)
+                log.info("moved", folder=status, count=len(part))
+            if not self.moves.get(status):
+                self.moves.pop(status, None)
+
+    async def settle(self, session: ImapSession) -> None:
+        """Move what is recorded, then let go of the claims of what is done."""
+        if self.moves:
+            await self._flush_moves(session)
+        await self._release_done(session.uidvalidity)
+
+    async def _release_done(self, uidvalidity: int) -> None:
+        """Release the claims of recorded messages (their records now keep them from being taken twice)."""
+        # A message whose move is still pending keeps its claim (another daemon would move it too).
+        pending: set[int] = set().union(*self.moves.values()) if self.moves else set()
+        done = [u for u in self._done_uids if u not in pending]
+        self._done_uids = [u for u in self._done_uids if u in pending]
+        if done:
+            await self._release(uidvalidity, done)
+
+    async def drain(self, session: ImapSession | None, abandon_moves: bool) -> None:
+        """Wait for every record in flight, and move them unless `abandon_moves` (or the connection fails)."""
+        while self.tasks:
+            if session is not None and not abandon_moves:
+                try:
+                    await self.wait_some(session)
+                    continue
+                except ImapError:
+                    abandon_moves = True
+            await asyncio.wait(set(self.tasks))
+        if abandon_moves:
+            self.moves.clear()  # the next pass finds them recorded and moves them
+        elif session is not None and self.moves:
+            await self._flush_moves(session)
+        self.progress.in_flight = 0
+
+    # -- the claims of this account and mailbox, in a worker thread --------------------------------
+    async def _claims(self, fn: Callable[..., Any], uidvalidity: int, *args: Any) -> Any:
+        return await self.thread(fn, self.intake.sessions, self.cfg.account, self.cfg.mailbox, uidvalidity, *args)
+
+    async def _release(self, uidvalidity: int, uids: list[int]) -> None:
+        await self._claims(claims.release_uids, uidvalidity, uids, self.owner)
