@@ -6,6 +6,6 @@
 - `devkit.demo`: the newcomer's demo, `python -m devkit.demo [--once]` (or `scripts/demo`).
 
 It lives in the checkout beside `daemon/` and is **not shipped**: the wheel holds `daemon/` and
-`migrations/` only (tests/test_wheel.py checks this). The dev kit builds paths into the checkout
+`migrations/` only (tests/unit/test_wheel.py checks this). The dev kit builds paths into the checkout
 (deploy/, samples/, var/), which an installed copy of the intake does not have.
 """

@@ -1,4 +1,4 @@
-"""A real LMTP listener in its own process, for the kill -9 tests (tests/test_lmtp.py).
+"""A real LMTP listener in its own process, for the kill -9 tests (tests/integration/test_lmtp.py).
 
 It builds the Intake from the environment and the config file exactly as the daemon does
 (INTAKE_CONFIG with an [lmtp] table, INTAKE_DATABASE_URL, INTAKE_DATA_DIR, INTAKE_CLAMD), serves

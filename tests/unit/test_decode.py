@@ -28,67 +28,10 @@ from daemon.decode import (
 )
 
 from conftest import CORPUS
+from japanese import EUC_PROBE, PROBE, b_word, percent, sjis_to_jis, to_cp50221
 
-PROBE = "テスト①②㈱髙﨑～ｶﾀｶﾅ"
-EUC_PROBE = "テスト日本語ｶﾀｶﾅ"
 POLICIES = [pytest.param(email.policy.compat32, id="compat32"), pytest.param(email.policy.default, id="default")]
 REAL_EML = sorted((CORPUS / "eml").glob("*.eml"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Independent helpers: what a Windows mailer (CP50221) writes
-# ---------------------------------------------------------------------------------------------
-
-
-def _nec_selected() -> dict[str, bytes]:
-    """Characters of the NEC-selected IBM extension rows (cp932 0xED/0xEE) -> their cp932 bytes."""
-    table: dict[str, bytes] = {}
-    for lead in (0xED, 0xEE):
-        for trail in range(0x40, 0xFD):
-            try:
-                table.setdefault(bytes((lead, trail)).decode("cp932"), bytes((lead, trail)))
-            except UnicodeDecodeError:
-                pass
-    return table
-
-
-NEC_SELECTED = _nec_selected()
-
-
-def sjis_to_jis(s1: int, s2: int) -> tuple[int, int]:
-    base = (s1 - 0x81 if s1 < 0xA0 else s1 - 0xC1) * 2 + 0x21
-    if s2 >= 0x9F:
-        return base + 1, s2 - 0x7E
-    return base, s2 - 0x1F - (1 if s2 >= 0x80 else 0)
-
-
-def to_cp50221(text: str) -> bytes:
-    """Encode like Windows CP50221: JIS X 0208 incl. NEC rows, ESC ( I for half-width kana."""
-    out = bytearray()
-    state = b"\x1b(B"
-    for ch in text:
-        sj = NEC_SELECTED.get(ch) or ch.encode("cp932")  # IBM 0xFA-0xFC has no JIS row: NEC-selected
-        if len(sj) == 1 and sj[0] < 0x80:
-            want, code = b"\x1b(B", sj
-        elif len(sj) == 1:
-            want, code = b"\x1b(I", bytes((sj[0] - 0x80,))
-        else:
-            want, code = b"\x1b$B", bytes(sjis_to_jis(sj[0], sj[1]))
-        if want != state:
-            out += want
-            state = want
-        out += code
-    if state != b"\x1b(B":
-        out += b"\x1b(B"
-    return bytes(out)
-
-
-def b_word(charset: str, data: bytes) -> str:
-    return f"=?{charset}?B?{base64.b64encode(data).decode('ascii')}?="
-
-
-def percent(data: bytes) -> str:
-    return "".join(f"%{b:02X}" for b in data)
 
 
 def message(headers: list[str | bytes], body: bytes, policy: Policy) -> email.message.Message:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-DAEMON = Path(__file__).resolve().parent.parent / "daemon"
+DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 CLI = DAEMON / "cli"
 # Modules that may import daemon.cli although they are outside it: an entry point such as `python -m daemon`.
 OUTSIDE_ALLOWED = {"daemon.__main__"}

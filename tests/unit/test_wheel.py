@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(".git", ".venv", "var", "build", "dist", "__pycache__", "*.egg-info", ".ruff_cache",
                               ".pytest_cache")
 OLD_DEVKIT = {"daemon/devkit.py", "daemon/devkit_imap.py", "daemon/devkit_ikensho.py", "daemon/demo.py"}

@@ -18,7 +18,7 @@ from daemon.stages.comment import (
     duplicate_key,
 )
 
-RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "consultation.toml"
+RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "consultation.toml"
 
 
 @pytest.fixture(scope="module")
@@ -563,7 +563,7 @@ def test_duplicate_key_differs_for_different_texts() -> None:
 
 def test_comment_package_does_no_io_imports() -> None:
     """The comment stage is pure: none of its modules reaches the store, the sources or the command line."""
-    package = Path(__file__).resolve().parents[1] / "daemon" / "stages" / "comment"
+    package = Path(__file__).resolve().parents[2] / "daemon" / "stages" / "comment"
     modules = sorted(package.glob("*.py"))
     assert len(modules) > 1
     for path in modules:

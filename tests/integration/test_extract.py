@@ -14,7 +14,7 @@ import pytest
 
 from daemon.extract import Extraction, ExtractLimits, extract, extract_in_process
 
-CORPUS = Path(os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"))
 REAL = CORPUS / "real"
 if not REAL.is_dir():
     REAL = Path("/work/shared/corpus/real")

@@ -20,8 +20,8 @@ from daemon.store.db import Message
 from devkit.ikensho import ikensho_docx, ikensho_xlsx
 
 from conftest import CORPUS
+from japanese import EUC_PROBE, PROBE, percent, to_cp50221
 from mails import mail
-from test_decode import EUC_PROBE, PROBE, percent, to_cp50221
 
 HEAD = (
     b"Received: from mx.example.jp by mail.example.go.jp; Sat, 10 Jan 2026 09:15:00 +0900\r\n"

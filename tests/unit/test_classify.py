@@ -23,7 +23,7 @@ from daemon.stages.classify import Classification, ContainerLimits, classify
 import producers as p
 
 # The table the consultation really uses: rules/consultation.toml [attachments.kinds].
-RULES = Path(__file__).resolve().parent.parent / "rules" / "consultation.toml"
+RULES = Path(__file__).resolve().parents[2] / "rules" / "consultation.toml"
 ALLOWED: dict[str, list[str]] = tomllib.loads(RULES.read_text(encoding="utf-8"))["attachments"]["kinds"]
 VERDICTS = {"allowed", "not_allowed", "type_mismatch", "macro", "encrypted"}
 KINDS = {"word", "excel", "text", "ichitaro", "other"}
