@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,14 @@ class Section:
         for part in dotted.split("."):
             cur = cur.get(part) if isinstance(cur, dict) else None
         return cls(cur, dotted)
+
+    def reject_unknown(self, known: Iterable[str], hint: str = "") -> None:
+        """Refuse keys this section does not have (a typo such as `socket_path` for `socket` must not pass
+        silently): one line naming the first unknown key and the known ones."""
+        names = sorted(set(known))
+        for key in self.table:
+            if key not in names:
+                raise ConfigError(f"{self.where(key)}: unknown key (known: {', '.join(names)}){hint}")
 
     def __contains__(self, key: str) -> bool:
         return key in self.table
