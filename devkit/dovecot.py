@@ -4,10 +4,16 @@ Its own config, maildir, run and state directories in a work dir; plain IMAP (an
 with a self-signed certificate) on 127.0.0.1 at a free high port; one user with a plain password;
 mail processes as `nobody`. Started with `dovecot -F -c CONF`, stopped with SIGTERM, and
 restartable on the same port and maildir (for the "IMAP server restart" test).
+
+With `oauth2=True` it also takes OAuth 2.0 bearer tokens (XOAUTH2 and OAUTHBEARER) and checks them offline:
+`passdb { driver = oauth2 }` with `introspection_mode = local`, keys under `<workdir>/oauth2-keys/<azp or
+default>/<ALG>/<kid or default>` (HS256: the base64 of the secret; RS256: a PEM public key). The password still
+works for PLAIN/LOGIN (the second client that APPENDs). `sign_token` makes a token Dovecot accepts (PyJWT).
 """
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import os
 import shutil
@@ -38,6 +44,9 @@ class Dovecot:
     user: str = USER
     password: str = PASSWORD
     max_connections: int = 100
+    oauth2: bool = False
+    # The HS256 secret Dovecot checks tokens with (kid "default"); RS256 keys are added with add_rsa_key.
+    oauth2_secret: bytes = field(default_factory=lambda: os.urandom(32))
     proc: subprocess.Popen[bytes] | None = None
     instance: str = field(default_factory=lambda: f"intake-test-{uuid.uuid4().hex[:8]}")
 
@@ -68,6 +77,44 @@ class Dovecot:
              "-keyout", str(tls / "key.pem"), "-out", str(self.cafile)],
             check=True, capture_output=True, timeout=60,
         )
+
+    @property
+    def oauth2_keys(self) -> Path:
+        return self.workdir / "oauth2-keys"
+
+    def _write_oauth2(self) -> list[str]:
+        """The oauth2 passdb's lines and its args file; the HS256 key under default/HS256/default."""
+        hs = self.oauth2_keys / "default" / "HS256"
+        hs.mkdir(parents=True, exist_ok=True)
+        (hs / "default").write_text(base64.b64encode(self.oauth2_secret).decode())
+        args = self.workdir / "oauth2.conf.ext"
+        args.write_text("\n".join([
+            "introspection_mode = local",
+            f"local_validation_key_dict = fs:posix:prefix={self.oauth2_keys}/",
+            "username_attribute = email",
+            "",
+        ]))
+        for folder in [self.oauth2_keys, *self.oauth2_keys.rglob("*")]:
+            folder.chmod(0o755 if folder.is_dir() else 0o644)  # the auth process runs as another user
+        return ["passdb {", "  driver = oauth2", "  mechanisms = xoauth2 oauthbearer", f"  args = {args}", "}"]
+
+    def add_rsa_key(self, public_pem: bytes, kid: str) -> None:
+        """Trust an RS256 public key for tokens whose header names `kid` (read when Dovecot starts)."""
+        rs = self.oauth2_keys / "default" / "RS256"
+        rs.mkdir(parents=True, exist_ok=True)
+        rs.chmod(0o755)
+        (rs / kid).write_bytes(public_pem)
+        (rs / kid).chmod(0o644)
+
+    def sign_token(self, email: str | None = None, lifetime: float = 3600.0, secret: bytes | None = None,
+                   **claims: object) -> str:
+        """An HS256 access token this Dovecot accepts for `email` (the login) until now + lifetime (PyJWT)."""
+        import jwt  # a test dependency: only the tests and the demo sign tokens
+
+        now = int(time.time())
+        body = {"sub": email or self.user, "email": email or self.user, "iat": now - 5,
+                "exp": now + int(lifetime), **claims}
+        return jwt.encode(body, secret or self.oauth2_secret, algorithm="HS256")
 
     def _traversable(self) -> None:
         """Dovecot's auth and mail processes run as other users: they need +x on every folder above."""
@@ -103,12 +150,14 @@ class Dovecot:
             f"log_path = {self.log_file}",
             *ssl_lines,
             "disable_plaintext_auth = no",
-            "auth_mechanisms = plain login",
+            "auth_mechanisms = plain login" + (" xoauth2 oauthbearer" if self.oauth2 else ""),
             f"mail_location = maildir:{self.maildir}/%u",
             "first_valid_uid = 1",
             "mail_fsync = never",  # a throwaway server: fast APPENDs matter more than crash safety
+            *(self._write_oauth2() if self.oauth2 else []),
             "passdb {",
             "  driver = passwd-file",
+            *(["  mechanisms = plain login"] if self.oauth2 else []),
             f"  args = scheme=PLAIN username_format=%u {self.workdir / 'users'}",
             "}",
             "userdb {",
