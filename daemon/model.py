@@ -60,6 +60,7 @@ class Known:
     flags: tuple[str, ...] = ()
     first_id: int | None = None  # the first record of the same content: this arrival is a duplicate
     first_status: str | None = None
+    first_virus: str | None = None  # the first record's signature: a duplicate of quarantined mail inherits it
 
 
 @dataclass(frozen=True)

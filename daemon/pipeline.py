@@ -37,9 +37,12 @@ from daemon.model import (
     DUPLICATE_TEXT,
     HELD,
     PROCESSING_FAILED,
+    QUARANTINED,
     REJECTED,
     TOO_LARGE,
+    VIRUS,
     Arrival,
+    Known,
     Outcome,
     Work,
     decide_status,
@@ -190,10 +193,7 @@ class Intake:
 
         # 3. The decision, and 4. the record.
         if known.first_id is not None and TOO_LARGE not in work.reasons:
-            rid = records.commit_outcome(self.sessions, self.raw_store, work, DUPLICATE, known.record_id,
-                                         action="duplicate", duplicate_of=known.first_id,
-                                         quarantine_raw=known.first_status == "quarantined")
-            return self._recorded(work, rid, DUPLICATE)
+            return self._record_duplicate(work, known)
         metrics.observe_stages(work.timings)
         status = decide_status(work.reasons)
         if work.comment_keys and status in (ACCEPTED, REJECTED):
@@ -204,6 +204,21 @@ class Intake:
         rid = records.commit_outcome(self.sessions, self.raw_store, work, status, known.record_id,
                                      action=action, attempts=known.attempts, alert=self._alert(work, status))
         return self._recorded(work, rid, status)
+
+    def _record_duplicate(self, work: Work, known: Known) -> Outcome:
+        """A duplicate is not scanned or opened again: it inherits the first record's scan verdict. A copy of
+        quarantined mail is itself quarantined (reason `virus`, the first's signature, raw bytes in the
+        quarantine area, an alert): never an ordinary `duplicate` whose bytes sit in the raw store."""
+        if known.first_status == QUARANTINED:
+            work.add_reason(VIRUS)
+            work.virus = known.first_virus
+            rid = records.commit_outcome(self.sessions, self.raw_store, work, QUARANTINED, known.record_id,
+                                         action="duplicate", duplicate_of=known.first_id,
+                                         alert=self._alert(work, QUARANTINED))
+            return self._recorded(work, rid, QUARANTINED)
+        rid = records.commit_outcome(self.sessions, self.raw_store, work, DUPLICATE, known.record_id,
+                                     action="duplicate", duplicate_of=known.first_id)
+        return self._recorded(work, rid, DUPLICATE)
 
     def _alert(self, work: Work, status: str) -> AlertDraft | None:
         assert work.received_at is not None

@@ -252,7 +252,11 @@ def quarantine(intake: Intake, record_id: int, signature: str, part_sha: str | N
         _event(session, msg, "rescan", by, note)
         for dup in session.scalars(select(Message).where(Message.duplicate_of == record_id,
                                                          Message.raw_area == "raw")):
+            # A duplicate inherits the first record's verdict: quarantined too, with its raw bytes apart.
             dup.raw_area = "quarantine"
+            dup.status = QUARANTINED
+            dup.reasons = [VIRUS]
+            dup.virus = signature
             _event(session, dup, "rescan", by, f"{note} (the mail it duplicates, #{record_id}, is infected)")
         session.flush()
         alert_quarantine(session, msg)

@@ -35,7 +35,8 @@ def lookup(session: Session, arrival: Arrival, content_id: str | None, existing_
     if first is not None and first.status == HELD:
         existing, first = first, None  # the same content, still held: retry that record
     if existing is None:
-        return Known(first_id=first.id if first else None, first_status=first.status if first else None)
+        return Known(first_id=first.id if first else None, first_status=first.status if first else None,
+                     first_virus=first.virus if first else None)
     # A retry keeps the original arrival's time and window flags: it is not a new arrival.
     return Known(record_id=existing.id, attempts=existing.attempts, received_at=existing.received_at,
                  received_source=existing.received_source,

@@ -166,7 +166,10 @@ def test_rescan_quarantines_mail_matching_a_new_signature(
         assert not intake.raw_store.path_for(rec["sha256"]).exists()
         assert rec["events"][-1] == ("rescan", "quarantined", "高橋", "定義更新後の再検査")
         dup = record(intake, redelivered)
-        assert dup["status"] == "duplicate" and dup["raw_area"] == "quarantine"
+        # A duplicate inherits the verdict (issue 16.1): quarantined too, still pointing at the first.
+        assert dup["status"] == "quarantined" and dup["raw_area"] == "quarantine"
+        assert dup["reasons"] == ["virus"] and dup["virus"].startswith("Intake.Test.Rescan")
+        assert dup["duplicate_of"] == infected_later
         assert intake.raw_store.path_for(dup["sha256"], quarantined=True).exists()
         assert record(intake, clean)["status"] == "accepted" and record(intake, old)["status"] == "accepted"
         assert intake.raw_store.path_for(record(intake, clean)["sha256"]).exists()
