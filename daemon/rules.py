@@ -37,6 +37,19 @@ COMMENT_LABEL_KINDS = ("location", "opinion", "reason", "summary")
 # R6: below this share of Japanese letters (kana + kanji) among all letters the text is flagged.
 # Overridable with the optional rules key limits.japanese_min_share.
 DEFAULT_JAPANESE_MIN_SHARE = 0.2
+# R9a: a body that only sends, greets or signs is a cover letter when the comment is in the attachments.
+# The optional table [cover_letter] overrides these (phrases compared after NFKC with whitespace removed).
+DEFAULT_COVER_PHRASES = (
+    "添付します", "添付いたします", "添付致します", "添付しました", "添付いたしました", "添付させていただ",
+    "添付の通り", "添付のとおり", "添付ファイル", "別添のとおり", "別添の通り",
+    "送付します", "送付いたします", "送付致します", "送付させていただ", "お送りします", "お送りいたします",
+    "提出します", "提出いたします", "提出致します", "提出させていただ", "提出しました",
+    "よろしくお願い", "宜しくお願い", "お願い申し上げます", "お世話にな", "御中", "ご査収", "ご確認",
+    "失礼いたします", "失礼します", "いつもお世話", "ご担当者様", "担当者様",
+)  # fmt: skip
+DEFAULT_COVER_MAX_CHARS = 300  # a longer body is never only a cover letter (NFC, whitespace not counted)
+# Closing words of a letter that are never a name in an unlabelled signature block.
+DEFAULT_CLOSING_WORDS = ("以上", "敬具", "草々", "早々", "拝具", "謹白", "かしこ", "不一", "追伸", "署名")
 
 
 class RulesError(ValueError):
@@ -93,6 +106,9 @@ class CommentRules:
     organization_markers: list[str]
     anonymity_markers: list[str]
     japanese_min_share: float = DEFAULT_JAPANESE_MIN_SHARE
+    cover_phrases: tuple[str, ...] = DEFAULT_COVER_PHRASES
+    cover_max_chars: int = DEFAULT_COVER_MAX_CHARS
+    closing_words: tuple[str, ...] = DEFAULT_CLOSING_WORDS
 
     @classmethod
     def from_rules(cls, data: Mapping[str, Any]) -> CommentRules:
@@ -128,6 +144,17 @@ class CommentRules:
         comment_labels = {k: _str_list(_get(data, f"comment.{k}"), f"comment.{k}") for k in COMMENT_LABEL_KINDS}
         org = _str_list(_get(data, "submitter.organization_markers"), "submitter.organization_markers")
         anon = _str_list(_get(data, "submitter.anonymity_markers"), "submitter.anonymity_markers")
+        cover = data.get("cover_letter", {})
+        if not isinstance(cover, Mapping):
+            raise RulesError("cover_letter: must be a table")
+        for key in cover:
+            if key not in ("phrases", "max_chars", "closing_words"):
+                raise RulesError(f"cover_letter.{key}: unknown key (known: phrases, max_chars, closing_words)")
+        phrases = tuple(_str_list(cover["phrases"], "cover_letter.phrases")) if "phrases" in cover \
+            else DEFAULT_COVER_PHRASES
+        closing = tuple(_str_list(cover["closing_words"], "cover_letter.closing_words")) \
+            if "closing_words" in cover else DEFAULT_CLOSING_WORDS
+        max_chars = _positive_int(data, "cover_letter.max_chars") if "max_chars" in cover else DEFAULT_COVER_MAX_CHARS
         return cls(
             summary_threshold=threshold,
             targets=targets,
@@ -136,6 +163,9 @@ class CommentRules:
             organization_markers=org,
             anonymity_markers=anon,
             japanese_min_share=float(share),
+            cover_phrases=phrases,
+            cover_max_chars=max_chars,
+            closing_words=closing,
         )
 
 

@@ -489,9 +489,10 @@ def test_label_row_with_values_below(rules: CommentRules) -> None:
     assert r.cover_letter is None
 
 
-def test_plain_attachment_is_not_the_opinion_when_body_has_text(rules: CommentRules) -> None:
+def test_plain_attachment_and_a_body_with_its_own_comment_are_both_items(rules: CommentRules) -> None:
+    # R9a: the body says more than "sending you": it is an item, and so is the free-form attachment's text
     r = run(rules, body(FIELDS + "\n" + OK_COMMENT), TextSource("memo.txt", "参考資料です。"))
-    assert [c.text for c in r.comments] == [OK_COMMENT]
+    assert [c.text for c in r.comments] == [OK_COMMENT, "参考資料です。"]
     assert r.cover_letter is None
 
 

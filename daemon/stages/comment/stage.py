@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from daemon.model import Work
+from daemon.model import VIRUS, Work
 from daemon.rules import CommentRules
 
 from .analysis import analyze
@@ -17,7 +17,10 @@ from .normalize import duplicate_key
 
 def comment_stage(work: Work, rules: CommentRules) -> None:
     """Read the comment out of the texts the extract stage left on `work` (daemon.model.Work)."""
-    result = analyze(work.sources, work.from_address, rules)
+    if VIRUS in work.reasons:
+        # The content was never read (malware is evidence, not a comment): no comment, so no comment flags.
+        return
+    result = analyze(work.sources, work.from_address, rules, attachments=len(work.attachments))
     work.result["comments"] = [
         {
             "text": c.text,

@@ -21,14 +21,24 @@ _POSTAL_RE = re.compile(r"(?:〒[ \t]*)?(\d{3}[ \t]*-?[ \t]*\d{4})(?!\d)")
 
 
 def read_submitter(
-    fields: Iterable[tuple[str, str]], anon: Iterable[bool], from_address: str | None, c: Compiled
+    fields: Iterable[tuple[str, str]],
+    anon: Iterable[bool],
+    from_address: str | None,
+    c: Compiled,
+    guessed: Iterable[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """The submitter dict of the record: kind, every field of FIELD_NAMES (None when absent), anonymous."""
+    """The submitter dict of the record: kind, every field of FIELD_NAMES (None when absent), anonymous, and
+    `guessed`: the fields read from an unlabelled signature block because no label gave them."""
     submitter: dict[str, Any] = {"kind": "unknown", **dict.fromkeys(FIELD_NAMES), "anonymous": False}
     for k, v in fields:
         if submitter.get(k) is None and v:
             submitter[k] = v
     _complete_postal(submitter)
+    from_signature: list[str] = []
+    for k, v in guessed:
+        if submitter.get(k) is None and v:
+            submitter[k] = v
+            from_signature.append(k)
     anonymous = any(anon) or any(isinstance(v, str) and c.mentions_anonymity(v) for v in submitter.values())
     if submitter["organization"] or submitter["representative"]:
         kind = "organization"
@@ -44,6 +54,7 @@ def read_submitter(
         submitter["email"] = sender
     submitter["kind"] = kind
     submitter["anonymous"] = anonymous
+    submitter["guessed"] = [k for k in FIELD_NAMES if k in from_signature]
     return submitter
 
 
