@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import random
 import resource
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -49,6 +52,32 @@ class ServiceError(Exception):
     """The service cannot start or run; str() is one line for the operator."""
 
 
+# How long the stop waits for the background tasks (health, watchdog, alert sender, retries, sweeps) once
+# they are cancelled. They only sleep or wait on short database calls; one that does not end by then is left
+# to the loop's shutdown rather than holding the stop (systemd would kill -9 after TimeoutStopSec).
+BACKGROUND_GRACE = 3.0
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` at most `timeout` seconds; True when it is set.
+
+    Not `asyncio.wait_for(event.wait(), …)`: on Python 3.11 wait_for swallows a cancellation that arrives
+    while the awaited future has just completed (bpo-42130), so a loop around it never ends when cancelled
+    at that moment. That was the stop that did not stop. `asyncio.wait` never swallows a cancellation."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()
+
+
+def _forced_exit() -> None:
+    log.error("stop_forced", detail="the stop did not finish in time; exiting without the loop's shutdown")
+    sys.stderr.flush()
+    os._exit(0)
+
+
 # -- the service ------------------------------------------------------------------------------------
 class Service:
     def __init__(self, config: Config, intake: Any, options: ServiceOptions, imap: ImapConfig | None) -> None:
@@ -72,6 +101,13 @@ class Service:
         if hasattr(intake, "on_storage_error"):
             intake.on_storage_error.append(lambda exc: self.monitor.storage_failed(storage_kind(exc)))
         self._last_held_check = -1e9
+        self._stop_at: float | None = None
+
+    def _stop_grace(self) -> float:
+        """What is left of `stop_timeout` since the signal: IMAP and LMTP drain within one budget."""
+        if self._stop_at is None:
+            return self.options.stop_timeout
+        return max(0.0, self.options.stop_timeout - (asyncio.get_running_loop().time() - self._stop_at))
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -83,6 +119,13 @@ class Service:
             log.info("stopping")
             sd_notify("STOPPING=1", "STATUS=stopping")
             self.progress.set("stopping", "stopping")
+            self._stop_at = asyncio.get_running_loop().time()
+            # The last resort of a bounded stop: in-flight work gets stop_timeout, the rest a few seconds; if
+            # the process is still there well after that, something swallowed a cancellation. Leaving is
+            # safe (nothing is acknowledged before it is durable) and beats systemd's kill -9.
+            timer = threading.Timer(self.options.stop_timeout + 2 * BACKGROUND_GRACE + 10, _forced_exit)
+            timer.daemon = True
+            timer.start()
         self.stop.set()
 
     def _on_reload(self) -> None:
@@ -157,14 +200,15 @@ class Service:
             self.stop.set()
             if stop_lmtp is not None:
                 with contextlib.suppress(Exception):
-                    await stop_lmtp(servers, grace=self.options.stop_timeout)
+                    await stop_lmtp(servers, grace=self._stop_grace())
             if metrics_server is not None:
                 metrics_server.shutdown()
             for task in background:
                 task.cancel()
-            for task in background:
-                with contextlib.suppress(BaseException):
-                    await task
+            if background:
+                _, stuck = await asyncio.wait(background, timeout=BACKGROUND_GRACE)
+                if stuck:  # never wait on them: the stop is bounded (TimeoutStopSec), they hold nothing durable
+                    log.warning("stop_left_tasks", count=len(stuck))
             await self._finish()
 
     async def _run_watcher(self) -> None:
@@ -175,25 +219,30 @@ class Service:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not task.done():
                 # Stopping: the watcher takes no new message and finishes those in flight.
-                done, _ = await asyncio.wait({task}, timeout=self.options.stop_timeout)
+                done, _ = await asyncio.wait({task}, timeout=self._stop_grace())
                 if not done:
                     log.warning("stop_timeout", in_flight=self.progress.in_flight)
                     task.cancel()
                     self.abandoned = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                    # Bounded too: a watcher that does not end on cancel must not hold the stop.
+                    await asyncio.wait({task}, timeout=BACKGROUND_GRACE)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
         finally:
             stopper.cancel()
         if self.options.once:
             self.stop.set()
 
     async def _finish(self) -> None:
-        # Claims not finished are released: another daemon (or the next start) takes them at once.
+        # Claims not finished are released: another daemon (or the next start) takes them at once. These run
+        # on threads of their own, not the pool: after a stop_timeout the pool's threads may all still be busy.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.thread(claims.release_owner, self.intake.sessions, self.owner), 10)
+            await asyncio.wait_for(asyncio.to_thread(claims.release_owner, self.intake.sessions, self.owner), 10)
         self.progress.set("stopped", "stopped")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._write_health(), 10)
+            await asyncio.wait_for(asyncio.to_thread(
+                write_health, self.intake.sessions, self.owner, self.progress,
+                self.imap.mailbox if self.imap else None, self._clamd), 10)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         log.info("stopped", rss_kb=peak, imap_bytes=self.watcher.bytes_received if self.watcher else None,
                  detail="abandoned in-flight work" if self.abandoned else None)
@@ -251,17 +300,17 @@ class Service:
         return still_held
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
+        await wait_event(self.stop, seconds)
 
     # -- health ------------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
         last_clamd = -1e9
         loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self.progress.changed.wait(), self.options.health_interval)
+        while not self.stop.is_set():
+            await wait_event(self.progress.changed, self.options.health_interval)
             self.progress.changed.clear()
+            if self.stop.is_set():
+                return  # the stop writes the last health row itself (_finish)
             if loop.time() - last_clamd >= self.options.clamd_check_interval:
                 last_clamd = loop.time()
                 self._clamd = await self.thread(self._check_clamd)
@@ -281,7 +330,7 @@ class Service:
                 self._last_status_line = line
             with contextlib.suppress(Exception):
                 await self._write_health()
-            await asyncio.sleep(1.0)  # at most one write a second
+            await self._sleep(1.0)  # at most one write a second
 
     def _observe_scanner(self, clamd: tuple[bool | None, str | None]) -> None:
         with contextlib.suppress(Exception):  # an alert problem must never stop the health loop
@@ -303,6 +352,6 @@ class Service:
         interval = watchdog_interval()
         if interval is None:
             return
-        while True:
+        while not self.stop.is_set():
             sd_notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
