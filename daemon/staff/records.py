@@ -1,0 +1,243 @@
+"""Reading records for a page: one page of the intake log (filtered, searched, counted in SQL) and one record
+with what a person needs to judge it. For the web application's 受付一覧 and 受付詳細.
+
+`intake log` filters the JSON fields in Python over every record (daemon/staff/query.py); a page of 50 out of
+100,000 cannot, so here every filter is SQL: the reason and flag lists as text (the codes are ASCII and
+quoted in the JSON), the submitter kind and the items' targets through the dialect's JSON functions, and the
+free text through `record_search`, the trigram-indexed document the database keeps per record (migration
+0008: PostgreSQL pg_trgm, SQLite FTS5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import String, cast, func, select, text
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
+
+from daemon.jst import JST
+from daemon.model import QUARANTINED
+from daemon.stages.parse import parse_message
+from daemon.store.db import Attachment, Message
+from daemon.store.raw import RawStore, RawStoreError
+
+PER_PAGE = 50
+MAX_WORDS = 8  # words of one search; more are ignored (each is one index probe)
+_FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}  # ASCII → its full-width form (！ … ～)
+
+
+@dataclass
+class ListFilters:
+    """The 受付一覧's filters; every one is optional. Dates are JST calendar days, both ends included."""
+
+    status: str | None = None
+    reason: str | None = None
+    flag: str | None = None
+    target: str | None = None  # main | annex
+    kind: str | None = None  # individual | organization | unknown
+    since: dt.date | None = None
+    until: dt.date | None = None
+    words: list[str] = field(default_factory=list)
+
+    def any(self) -> bool:
+        return any((self.status, self.reason, self.flag, self.target, self.kind, self.since, self.until, self.words))
+
+
+@dataclass
+class Row:
+    id: int
+    received_at: dt.datetime
+    status: str
+    reasons: list[str]
+    flags: list[str]
+    subject: str | None
+    kind: str
+    submitter: str  # the name or organisation, for staff (this page is behind a sign-in)
+    items: int
+    excerpt: str
+    attachments: int
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    total: int
+    page: int
+    pages: int
+    per_page: int = PER_PAGE
+
+
+def split_words(query: str) -> list[str]:
+    """Search words: split on any whitespace (full-width too), NFKC, ASCII lower-cased, at most MAX_WORDS."""
+    words = [unicodedata.normalize("NFKC", w).lower() for w in query.split()]
+    return [w for w in dict.fromkeys(words) if w][:MAX_WORDS]
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _word_clause(dialect: str, word: str, n: int) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    """Records whose search document holds `word` (already NFKC and lower-cased)."""
+    if dialect == "postgresql":
+        # The document is NFKC and lower-cased by the database: one LIKE, answered by the GIN trigram index.
+        return Message.id.in_(select(text("message_pk")).select_from(text("record_search"))
+                              .where(text(f"body LIKE :w{n}"))), {f"w{n}": _like_pattern(word)}
+    # SQLite has no NFKC: the document is as written (FTS5 folds case), so the word is looked up as typed
+    # in NFKC and in full width (ＡＩ for AI). FTS5's trigram index needs three characters; a shorter word
+    # is a substring test over the documents.
+    variants = list(dict.fromkeys([word, word.translate(_FULLWIDTH)]))
+    if len(word) >= 3:
+        phrase = " OR ".join('"' + v.replace('"', '""') + '"' for v in variants)
+        return Message.id.in_(select(text("rowid")).select_from(text("record_search"))
+                              .where(text(f"record_search MATCH :w{n}"))), {f"w{n}": phrase}
+    params = {f"w{n}_{i}": v for i, v in enumerate(variants)}
+    cond = " OR ".join(f"instr(body, :w{n}_{i}) > 0" for i in range(len(variants)))
+    return Message.id.in_(select(text("rowid")).select_from(text("record_search")).where(text(cond))), params
+
+
+def _code_in(column: Any, code: str) -> ColumnElement[bool]:
+    """A JSON list of codes holds `code`: the codes are ASCII words, quoted in the stored JSON text."""
+    return cast(column, String).like(f'%"{code}"%')
+
+
+def _kind_expr(dialect: str) -> ColumnElement[str]:
+    kind = Message.result[("submitter", "kind")].as_string()
+    return func.coalesce(kind, "unknown")
+
+
+def _target_clause(dialect: str, target: str, n: int) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    if dialect == "postgresql":
+        sql = (f"EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(messages.result->'comments')"
+               f" = 'array' THEN messages.result->'comments' END) AS c,"
+               f" json_array_elements_text(CASE WHEN json_typeof(c->'targets') = 'array' THEN c->'targets' END)"
+               f" AS t WHERE t = :t{n})")
+    else:
+        sql = (f"EXISTS (SELECT 1 FROM json_each(messages.result, '$.comments') AS c,"
+               f" json_each(c.value, '$.targets') AS t WHERE c.type = 'object' AND t.value = :t{n})")
+    return text(sql).bindparams(**{f"t{n}": target}), {}  # type: ignore[return-value]
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=JST)
+
+
+def conditions(session: Session, f: ListFilters) -> tuple[list[Any], dict[str, Any]]:
+    dialect = session.get_bind().dialect.name
+    where: list[Any] = []
+    params: dict[str, Any] = {}
+    if f.status:
+        where.append(Message.status == f.status)
+    if f.reason:
+        where.append(_code_in(Message.reasons, f.reason))
+    if f.flag:
+        where.append(_code_in(Message.flags, f.flag))
+    if f.kind:
+        where.append(_kind_expr(dialect) == f.kind)
+    if f.target:
+        clause, _ = _target_clause(dialect, f.target, 0)
+        where.append(clause)
+    if f.since:
+        where.append(Message.received_at >= _day_start(f.since))
+    if f.until:
+        where.append(Message.received_at < _day_start(f.until + dt.timedelta(days=1)))
+    for n, word in enumerate(f.words):
+        clause, p = _word_clause(dialect, word, n)
+        where.append(clause)
+        params.update(p)
+    return where, params
+
+
+def _row(msg: Message, attachments: int) -> Row:
+    result = msg.result or {}
+    sub = result.get("submitter") or {}
+    comments = [c for c in result.get("comments") or [] if isinstance(c, dict)]
+    first = " ".join(str(comments[0].get("text") or "").split()) if comments else ""
+    who = str(sub.get("organization") or sub.get("name") or "") if isinstance(sub, dict) else ""
+    return Row(id=msg.id, received_at=msg.received_at, status=msg.status, reasons=list(msg.reasons or []),
+               flags=list(msg.flags or []), subject=msg.subject,
+               kind=str(sub.get("kind") or "unknown") if isinstance(sub, dict) else "unknown",
+               submitter=who, items=len(comments), excerpt=first[:80] + ("…" if len(first) > 80 else ""),
+               attachments=attachments)
+
+
+def list_page(session: Session, f: ListFilters, page: int = 1, newest_first: bool = True,
+              per_page: int = PER_PAGE) -> Page:
+    """One page of the records that pass every filter, with the total: two statements (count, page)."""
+    where, params = conditions(session, f)
+    total = session.execute(select(func.count()).select_from(Message).where(*where), params).scalar_one()
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    order = (Message.received_at.desc(), Message.id.desc()) if newest_first else (Message.received_at, Message.id)
+    msgs = list(session.scalars(select(Message).where(*where).order_by(*order)
+                                .limit(per_page).offset((page - 1) * per_page), params))
+    counts: dict[int, int] = {}
+    if msgs:
+        counts = dict(session.execute(  # type: ignore[arg-type]
+            select(Attachment.message_pk, func.count()).where(Attachment.message_pk.in_([m.id for m in msgs]))
+            .group_by(Attachment.message_pk)).all())
+    return Page([_row(m, counts.get(m.id, 0)) for m in msgs], total, page, pages, per_page)
+
+
+# -- one record ------------------------------------------------------------------------------------
+def load(session: Session, record_id: int) -> Message | None:
+    return session.get(Message, record_id,
+                       options=[selectinload(Message.attachments), selectinload(Message.events)])
+
+
+class NotAvailable(Exception):
+    """The bytes asked for may not be given out (quarantined, infected, not an allowed file) or are gone;
+    str() is one Japanese sentence for the page."""
+
+
+def downloadable(msg: Message, att: Attachment) -> bool:
+    """An attachment's original bytes are given out only when its verdict is `allowed` and the message is
+    not quarantined: never the bytes of an infected or quarantined file."""
+    return (att.verdict == "allowed" and msg.status != QUARANTINED and msg.raw_area == "raw"
+            and msg.sha256 is not None and att.signature is None)
+
+
+def _raw_bytes(store: RawStore, msg: Message) -> bytes:
+    if msg.sha256 is None or msg.raw_area != "raw":
+        raise NotAvailable("元のメールは保存されていません（容量超過、削除済み、または隔離中）。")
+    path = store.path_for(msg.sha256, quarantined=False)  # never the quarantine area
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise NotAvailable("元のメールが保存場所に見つかりません。管理者に連絡してください。") from None
+    if hashlib.sha256(data).hexdigest() != msg.sha256:
+        raise NotAvailable("保存されている元のメールが記録と一致しません。管理者に連絡してください。")
+    return data
+
+
+def raw_message(store: RawStore, msg: Message) -> bytes:
+    """The raw .eml as received (for reviewers); never a quarantined one."""
+    if msg.status == QUARANTINED or msg.raw_area == "quarantine":
+        raise NotAvailable("隔離されたメールはダウンロードできません。")
+    return _raw_bytes(store, msg)
+
+
+def attachment_bytes(store: RawStore, msg: Message, att: Attachment) -> bytes:
+    """The original bytes of one allowed attachment, taken out of the stored raw mail and checked against the
+    SHA-256 recorded when it was received."""
+    if not downloadable(msg, att):
+        raise NotAvailable("このファイルはダウンロードできません（受け付けない形式、ウイルス、または隔離中）。")
+    from daemon.model import Arrival, Work
+
+    raw = _raw_bytes(store, msg)
+    work = Work(arrival=Arrival(raw=raw, source="web"), sha256=None, content_id=None, size=len(raw))
+    parse_message(work)
+    for part in work.attachments:
+        if part.position == att.position and hashlib.sha256(part.data).hexdigest() == att.sha256:
+            return part.data
+    raise NotAvailable("添付ファイルを元のメールから取り出せませんでした。管理者に連絡してください。")
+
+
+__all__ = ["PER_PAGE", "ListFilters", "NotAvailable", "Page", "RawStoreError", "Row", "attachment_bytes",
+           "downloadable", "list_page", "load", "raw_message", "split_words"]
