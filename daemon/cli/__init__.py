@@ -19,13 +19,13 @@ from typing import NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon import logs
-from daemon.cli import alerts, check, db, records, run, staff
+from daemon.cli import alerts, check, db, records, run, staff, users, web
 from daemon.cli.common import EXIT_FAILED, EXIT_USAGE, CliError, print_error
 from daemon.config import ConfigError
 from daemon.rules import RulesError
 
 # In this order in `intake --help`.
-COMMAND_GROUPS = (records, check, db, staff, run, alerts)
+COMMAND_GROUPS = (records, check, db, staff, run, alerts, web, users)
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -188,6 +188,9 @@ def render_record(msg: Message, record: dict[str, Any]) -> str:
         f"  subject    {msg.subject or '-'}",
         f"  message-id {msg.message_id or '-'}",
     ]
+    from daemon.staff.explain import lines as explain_lines
+
+    out.extend(f"  説明       {line}" for line in explain_lines(list(msg.reasons or []), list(msg.flags or [])))
     if msg.last_error:
         out.append(f"  last error {msg.last_error} (attempts: {msg.attempts})")
     out.append(f"  attachments ({len(msg.attachments)}):")
