@@ -63,7 +63,8 @@ CATEGORY_LABELS = {
     TEST: "テスト",
 }
 STORAGE_LABELS = {"database": "データベース", "raw_store": "原本保存領域（raw store）"}
-MAILBOX_PROBLEMS = {"unreachable": "接続できません", "login_refused": "ログインが拒否されています"}
+MAILBOX_PROBLEMS = {"unreachable": "接続できません", "login_refused": "ログインが拒否されています",
+                    "auth_failed": "認証（ログインまたは OAuth 2.0 トークン）が通りません"}
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,10 @@ def _single(item: Item) -> tuple[str, list[str]]:
             f"{jst_text(p.get('since'))} から受信メールボックスに{problem}。",
             "届いた意見はメールボックスにたまったままで、読み込まれていません。", "",
             "次の対応:",
-            "  メールサーバーの状態、ネットワーク、アカウントのパスワードを確認してください。",
+            *(["  原因は認証です。intake check で理由（AADSTS コードなど）を確認し、アプリの登録・管理者の同意・",
+               "  クライアントシークレットの期限・メールボックスの権限を確認してください（README の OAuth 2.0 の節）。"]
+              if p.get("problem") == "auth_failed" else
+              ["  メールサーバーの状態、ネットワーク、アカウントのパスワードを確認してください。"]),
             "  復旧すると自動で読み込みを再開します。復旧したときにも通知します。",
         ]
     elif cat == MAILBOX_DOWN:

@@ -141,7 +141,8 @@ class AlertMonitor:
         return raise_now
 
     def observe_mailbox(self, ok: bool, now: dt.datetime | None = None, problem: str = "unreachable") -> str | None:
-        """After each connect / login / poll: problem is "unreachable" or "login_refused" when not ok."""
+        """After each connect / login / poll: problem is "unreachable", "login_refused" or "auth_failed" (a refused
+        OAuth 2.0 token or login, or no token to be had: the alert then names authentication) when not ok."""
         now = now or self.clock()
         with self._lock:
             before = self.mailbox

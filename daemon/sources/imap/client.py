@@ -7,6 +7,10 @@ It also counts the bytes read (tests check that nothing big was downloaded), rem
 (never LOGIN, which carries the password) and notices `* n EXISTS`, so the watcher looks again before it
 idles. `ImapClient` is aioimaplib's client with this protocol plugged in.
 
+`ImapProtocol.authenticate` is the SASL exchange for OAuth 2.0 (daemon/sources/imap/auth.py builds the strings):
+aioimaplib's own `xoauth2` logs the base64 of the token at DEBUG (its scrub looks for the raw token) and hangs
+on a refusal, because the server's error challenge waits for an answer that it never sends.
+
 The rest of the defence is in the session and the config: UID sets stay small (imap.batch_size ≤ 500),
 every command has a timeout, `conn_lost_cb` is set, and QRESYNC is enabled where offered so that other
 daemons' moves arrive as one VANISHED line.
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aioimaplib
-from aioimaplib.aioimaplib import CRLF, IncompleteRead, literal_data_re
+from aioimaplib.aioimaplib import AUTH, CRLF, IncompleteRead, change_state, literal_data_re
 
 
 class ImapProtocol(aioimaplib.IMAP4ClientProtocol):
@@ -36,15 +40,51 @@ class ImapProtocol(aioimaplib.IMAP4ClientProtocol):
         self.bytes_received = 0
         self.sent: deque[str] = deque(maxlen=2000)
         self.new_mail = False
+        self._sasl: list[str] = []  # what to answer to the server's next continuation during AUTHENTICATE
+        self._sasl_abort = ""
+        self.sasl_challenges: list[bytes] = []
 
     def data_received(self, d: bytes) -> None:
         self.bytes_received += len(d)
         super().data_received(d)
 
     def send(self, line: str, scrub: str | None = None) -> None:
+        if " AUTHENTICATE " in line:
+            # The initial response holds the token: neither remembered nor logged, even at DEBUG.
+            self.sent.append(" ".join(line.split(" ")[:3]) + " ***")
+            assert self.transport is not None
+            self.transport.write(line.encode("ascii") + CRLF)
+            return
         if " LOGIN " not in line:
             self.sent.append(line)
         super().send(line, scrub)
+
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if command is None or command.name != "AUTHENTICATE":
+            super()._continuation(line)
+            return
+        self.sasl_challenges.append(bytes(line[1:]).strip())
+        answer = self._sasl.pop(0) if self._sasl else self._sasl_abort
+        assert self.transport is not None
+        self.transport.write(answer.encode("ascii") + CRLF)
+
+    @change_state
+    async def authenticate(self, mechanism: str, initial: str, abort: str, sasl_ir: bool) -> aioimaplib.Response:
+        """AUTHENTICATE <mechanism> with its initial response (on the command line where the server has SASL-IR,
+        else after its first `+`); a later challenge (the server's error) is answered with `abort`, after which
+        the server sends the tagged NO."""
+        self.sasl_challenges = []
+        self._sasl = [] if sasl_ir else [initial]
+        self._sasl_abort = abort
+        args = [mechanism, initial] if sasl_ir else [mechanism]
+        try:
+            response = await self.execute(aioimaplib.Command("AUTHENTICATE", self.new_tag(), *args, loop=self.loop))
+        finally:
+            self._sasl = []
+        if response.result == "OK":
+            self.state = AUTH
+        return response
 
     def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
         if self.EXISTS.match(line):

@@ -25,6 +25,9 @@ class Progress:
     in_flight: int = 0
     last_error: str | None = None
     last_error_at: dt.datetime | None = None
+    # Why the mailbox is down, for the mailbox_down alert: "auth_failed" (a refused login or token, no token
+    # to be had) or "unreachable"; None while connected.
+    problem: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def set(self, state: str, line: str) -> None:

@@ -19,6 +19,16 @@ import aioimaplib
 from aioimaplib.aioimaplib import quoted
 
 from daemon.logs import get_logger
+from daemon.sources.imap.auth import (
+    ABORT_RESPONSE,
+    XOAUTH2,
+    NoMechanism,
+    challenge_status,
+    choose_mechanism,
+    oauthbearer_response,
+    refusal_cause,
+    xoauth2_response,
+)
 from daemon.sources.imap.client import ImapClient, ImapProtocol
 from daemon.sources.imap.config import ImapConfig
 from daemon.sources.imap.responses import (
@@ -32,6 +42,7 @@ from daemon.sources.imap.responses import (
     parse_uidvalidity,
     uid_set,
 )
+from daemon.sources.imap.tokens import AccessToken, TokenError, TokenSource, make_source
 
 log = get_logger("imap")
 T = TypeVar("T")
@@ -41,21 +52,25 @@ class ImapError(Exception):
     """Trouble with the IMAP server or connection; str() is short and carries no message data.
     `cause` is the socket or TLS error behind a failed connection, if any (`intake check` names it)."""
 
-    def __init__(self, text: str, cause: BaseException | None = None) -> None:
+    def __init__(self, text: str, cause: BaseException | None = None, auth: bool = False) -> None:
         super().__init__(text)
         self.cause = cause
+        self.auth = auth  # the cause is authentication: a refused login or token, no token to be had
 
 
 class FatalImapError(ImapError):
-    """Not worth retrying at start: wrong password, untrusted certificate."""
+    """Not worth retrying at start: wrong password, a refused token or client secret, untrusted certificate."""
 
 
 class ImapSession:
     """One authenticated connection with the mailbox selected. Every command has a timeout and fails
     at once when the connection is lost; after any ImapError the session is discarded."""
 
-    def __init__(self, cfg: ImapConfig) -> None:
+    def __init__(self, cfg: ImapConfig, tokens: TokenSource | None = None) -> None:
         self.cfg = cfg
+        self.tokens = tokens if tokens is not None or cfg.oauth2 is None else make_source(cfg.oauth2)
+        self.token: AccessToken | None = None  # the OAuth 2.0 token this session logged in with
+        self.mechanism = "LOGIN"
         self.client: ImapClient | None = None
         self.lost: asyncio.Future[None] | None = None
         self.uidvalidity = 0
@@ -139,9 +154,54 @@ class ImapSession:
 
     async def login(self) -> None:
         assert self.client is not None
+        if self.tokens is not None:
+            await self._login_oauth2(self.tokens)
+            return
         response = await self._cmd(self.client.login(self.cfg.user, self.cfg.password), what="login")
         if response.result != "OK":
-            raise FatalImapError(f"login to {self.cfg.label} refused (check imap.user and the password)")
+            raise FatalImapError(f"login to {self.cfg.label} refused (check imap.user and the password)", auth=True)
+
+    @property
+    def reauth_at(self) -> float | None:
+        """When this session must make way for one with a fresh token (seconds since the epoch), if ever."""
+        if self.token is None or self.cfg.oauth2 is None:
+            return None
+        return self.token.renew_at(self.cfg.oauth2.renew_before)
+
+    async def _token(self, tokens: TokenSource, force: bool) -> AccessToken:
+        try:
+            return await asyncio.to_thread(tokens.token, force)
+        except TokenError as exc:
+            error = FatalImapError if exc.refused else ImapError
+            raise error(f"no OAuth 2.0 token: {exc}", auth=True) from None
+
+    async def _login_oauth2(self, tokens: TokenSource) -> None:
+        """AUTHENTICATE with a bearer token: renewed before it expires (TokenSource) and once more when the
+        server refuses it (revoked, or the cached one no longer good); a second refusal names the likely cause."""
+        cfg = self.cfg
+        assert cfg.oauth2 is not None
+        if not any(c.upper().startswith("AUTH=") for c in self.protocol.capabilities):
+            await self._cmd(self.protocol.capability(), what="capability")
+        capabilities = {c.upper() for c in self.protocol.capabilities}
+        try:
+            mechanism = choose_mechanism(cfg.oauth2.mechanism, capabilities)
+        except NoMechanism as exc:
+            raise FatalImapError(f"{cfg.label}: {exc}", auth=True) from None
+        self.mechanism = mechanism
+        status: str | None = None
+        for attempt in range(2):
+            token = await self._token(tokens, force=attempt > 0)
+            initial = (xoauth2_response(cfg.user, token.value) if mechanism == XOAUTH2
+                       else oauthbearer_response(cfg.user, token.value, cfg.host, cfg.port))
+            response = await self._cmd(self.protocol.authenticate(mechanism, initial, ABORT_RESPONSE[mechanism],
+                                                                  "SASL-IR" in capabilities), what="login")
+            if response.result == "OK":
+                self.token = token
+                return
+            status = challenge_status(self.protocol.sasl_challenges[-1] if self.protocol.sasl_challenges else None)
+            log.warning("oauth2_login_refused", attempts=attempt + 1, detail=f"{mechanism} {status or ''}".strip())
+        cause = refusal_cause(cfg.oauth2.source, status)
+        raise FatalImapError(f"login to {cfg.label} with {mechanism} refused: {cause}", auth=True)
 
     async def negotiate(self) -> None:
         """The server's capabilities, QRESYNC where offered, and its hierarchy delimiter."""
@@ -295,8 +355,17 @@ class ImapSession:
 async def try_login(cfg: ImapConfig) -> str:
     """For `intake check`: connect, log in and open the watched mailbox read-only (EXAMINE) the way the daemon
     does (the same TLS checks and timeouts). Returns the line of a passing check; raises ImapError whose str()
-    is the line of a failing one, saying what to fix."""
+    is the line of a failing one, saying what to fix. With OAuth 2.0 the token is obtained first, so a refused
+    client secret is told apart from a refused login."""
     session = ImapSession(cfg)
+    obtained = ""
+    if session.tokens is not None:
+        try:
+            token = await session._token(session.tokens, force=False)
+        except ImapError as exc:
+            raise ImapError(f"{cfg.label}: {exc}") from None
+        obtained = (f"token from {session.tokens.describe()} (expires in "
+                    f"{max(0, int(token.expires_at - session.tokens.clock())) // 60} min), ")
     try:
         try:
             await session.connect()
@@ -308,7 +377,9 @@ async def try_login(cfg: ImapConfig) -> str:
             raise ImapError(f"{cfg.label}: unreachable ({why}): check imap.host and port") from None
         try:
             await session.login()
-        except FatalImapError:
+        except FatalImapError as exc:
+            if session.tokens is not None:
+                raise ImapError(str(exc) if cfg.label in str(exc) else f"{cfg.label}: {exc}") from None
             raise ImapError(f"{cfg.label}: login refused: check imap.user and the password "
                             "(imap.password_file, $INTAKE_IMAP_PASSWORD or the imap-password credential)") from None
         except ImapError as exc:
@@ -317,6 +388,9 @@ async def try_login(cfg: ImapConfig) -> str:
             await session.select(readonly=True)
         except ImapError:
             raise ImapError(f"{cfg.label}: mailbox {cfg.mailbox!r} cannot be opened: check imap.mailbox") from None
+        if session.tokens is not None:
+            return (f"{cfg.label}: {obtained}login as the configured user with {session.mechanism} works, "
+                    f"{cfg.mailbox} opens")
         return f"{cfg.label}: login as the configured user works, {cfg.mailbox} opens"
     finally:
         await session.close()

@@ -6,6 +6,12 @@ every imap.poll_interval with a NOOP every imap.noop_interval. While records are
 as it finishes and starts a new pass as soon as new mail shows. Any error (IMAP, the database, the raw store,
 a bug) closes the connection, and the watcher reconnects with capped exponential backoff and jitter: never a
 dead daemon.
+
+With OAuth 2.0 (imap.auth = "oauth2") one `TokenSource` serves every connection. A connection lives only as
+long as its token: before the token expires (imap.token_renew_seconds ahead, at most half its lifetime) the
+watcher lets the records in flight finish and move, ends the IDLE, and reconnects with a fresh token, so the
+server never holds a session whose token has lapsed. A refused token is retried like any error, with backoff,
+and `Progress.problem` says "auth_failed" so that the mailbox_down alert names authentication.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from daemon.sources.imap.config import ImapConfig
 from daemon.sources.imap.progress import Progress
 from daemon.sources.imap.session import FatalImapError, ImapError, ImapSession
 from daemon.sources.imap.sync import MailboxSync, Recorder
+from daemon.sources.imap.tokens import make_source
 
 log = get_logger("imap")
 
@@ -42,6 +49,8 @@ class ImapWatcher:
         self.once = once
         self.sync = MailboxSync(cfg, intake, owner, stop, run_in_thread, self.progress, once)
         self.session: ImapSession | None = None
+        self.tokens = make_source(cfg.oauth2) if cfg.oauth2 is not None else None
+        self.reauths = 0  # reconnects for a fresh token (tests, and the log)
         self.bytes_received = 0  # over all connections (tests: nothing big was downloaded)
         self.sent_commands: deque[str] = deque(maxlen=5000)
         self._failure_streak = 0
@@ -49,7 +58,7 @@ class ImapWatcher:
 
     # -- connection --------------------------------------------------------------------------------
     async def _connect(self) -> ImapSession:
-        session = ImapSession(self.cfg)
+        session = ImapSession(self.cfg, self.tokens)
         try:
             await session.open()
             await session.ensure_folders()
@@ -58,6 +67,7 @@ class ImapWatcher:
             await session.close()
             raise
         self.session = session
+        self.progress.problem = None
         log.info("connected", uidvalidity=session.uidvalidity, detail=" ".join(sorted(
             c for c in session.capabilities if c in ("IDLE", "MOVE", "UIDPLUS", "QRESYNC", "CONDSTORE"))))
         return session
@@ -95,6 +105,7 @@ class ImapWatcher:
                 raise
             except ImapError as exc:
                 attempt += 1
+                self.progress.problem = problem_of(exc)
                 self.progress.error(str(exc))
                 if attempt >= self.cfg.startup_attempts:
                     raise FatalImapError(f"{exc} (gave up after {attempt} attempts)") from None
@@ -115,12 +126,20 @@ class ImapWatcher:
                 await self._watch(self.session)  # type: ignore[arg-type]
                 if self.once:
                     break
+                if not self.stop.is_set() and self._token_due(self.session):
+                    # Not an error: the token is about to lapse. Finish and move what is in flight, then a new
+                    # connection with a fresh token, at once (no backoff).
+                    await self.sync.drain(self.session, abandon_moves=False)
+                    await self._disconnect()
+                    self.reauths += 1
+                    log.info("reconnect_for_token", count=self.reauths)
             except Exception as exc:
                 # IMAP trouble, the database or raw store away, or a bug: never a dead daemon, a reconnect.
                 text = str(exc) if isinstance(exc, ImapError) else f"{exc.__class__.__name__} in the watcher"
                 if not isinstance(exc, ImapError | SQLAlchemyError | OSError):
                     log.error("watcher_failed", error=exc.__class__.__name__)
                 self.progress.connected = False
+                self.progress.problem = problem_of(exc)
                 self.progress.error(text)
                 await self.sync.drain(self.session, abandon_moves=True)
                 await self._disconnect()
@@ -135,9 +154,20 @@ class ImapWatcher:
         await self._disconnect()
 
     # -- watching ----------------------------------------------------------------------------------
+    def _token_due(self, session: ImapSession | None) -> bool:
+        due = session.reauth_at if session is not None else None
+        return due is not None and time.time() >= due
+
+    def _bounded(self, seconds: float, session: ImapSession) -> float:
+        """`seconds`, or less when the session's token must be renewed before then."""
+        due = session.reauth_at
+        return seconds if due is None else max(0.05, min(seconds, due - time.time()))
+
     async def _watch(self, session: ImapSession) -> None:
         sync = self.sync
         while not self.stop.is_set():
+            if self._token_due(session):
+                return  # run() reconnects with a fresh token
             if sync.failures:
                 # Recording failed (the database or raw store is down?): let the rest finish, wait, fetch again.
                 await sync.drain(session, abandon_moves=False)
@@ -173,7 +203,7 @@ class ImapWatcher:
                 waker = asyncio.Event()
                 relay = asyncio.ensure_future(self._relay(waker))
                 try:
-                    reason = await session.idle(self.cfg.idle_interval, waker)
+                    reason = await session.idle(self._bounded(self.cfg.idle_interval, session), waker)
                 finally:
                     relay.cancel()
                 log.debug("idle_end", detail=reason)
@@ -184,7 +214,8 @@ class ImapWatcher:
         """Until the records in flight are done, new mail shows, or a stop/kick: flush moves as records finish."""
         sync = self.sync
         idle = self.cfg.use_idle and "IDLE" in session.capabilities
-        while sync.tasks and not (self.stop.is_set() or self.kick.is_set() or session.protocol.new_mail):
+        while sync.tasks and not (self.stop.is_set() or self.kick.is_set() or session.protocol.new_mail
+                                  or self._token_due(session)):
             sync.progressed.clear()
             await sync.settle(session)
             if not sync.tasks or sync.failures:
@@ -193,11 +224,11 @@ class ImapWatcher:
             relay = asyncio.ensure_future(self._relay(waker, sync.progressed))
             try:
                 if idle:
-                    if await session.idle(self.cfg.noop_interval, waker) == "push":
+                    if await session.idle(self._bounded(self.cfg.noop_interval, session), waker) == "push":
                         return  # new mail: a pass takes it now, beside the records still in flight
                 else:
                     with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                        await asyncio.wait_for(waker.wait(), self.cfg.noop_interval)
+                        await asyncio.wait_for(waker.wait(), self._bounded(self.cfg.noop_interval, session))
                     await session.noop()  # answers with EXISTS when mail came in
                     if session.protocol.new_mail:
                         return
@@ -215,7 +246,7 @@ class ImapWatcher:
                 w.cancel()
 
     async def _wait_poll(self, session: ImapSession) -> None:
-        deadline = time.monotonic() + self.cfg.poll_interval
+        deadline = time.monotonic() + self._bounded(self.cfg.poll_interval, session)
         while not self.stop.is_set() and not self.kick.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -229,3 +260,10 @@ class ImapWatcher:
                 relay.cancel()
             if not waker.is_set():
                 await session.noop()  # keep the connection alive between polls
+
+
+def problem_of(exc: BaseException) -> str:
+    """What the mailbox_down alert says: authentication, a refused login, or unreachable."""
+    if isinstance(exc, ImapError) and exc.auth:
+        return "auth_failed"
+    return "unreachable"
