@@ -6,7 +6,9 @@ It runs the real daemon, `intake run`, against real throwaway servers:
   and an EICAR mail made at run time;
 - a clamd with the test signatures (devkit/clamd.py);
 - a fresh SQLite database and raw store under ./var/demo, and a demo rules file whose window
-  contains today (the real consultation's window is in the past).
+  contains today (the real consultation's window is in the past);
+- the staff's web application, `intake web`, on http://127.0.0.1:8080 with a reviewer account `demo`
+  whose password is printed (a new one each run).
 
 The daemon records every mail and moves it to Intake/Accepted, Intake/Rejected or Intake/Quarantine.
 Ctrl-C stops it cleanly (with `--once` it stops by itself when the inbox is drained); then the
@@ -63,6 +65,26 @@ def eicar_mail() -> bytes:
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
+WEB_PORT = 8080
+WEB_USER = "demo"
+
+
+def demo_account() -> str:
+    """A reviewer account for the demo's web application, with a new random password each run."""
+    import secrets
+
+    from daemon.config import load_config
+    from daemon.staff import accounts
+    from daemon.store.db import make_engine, make_sessionmaker
+
+    password = secrets.token_urlsafe(12)
+    engine = make_engine(load_config().database_url)
+    with make_sessionmaker(engine).begin() as session:
+        accounts.add(session, WEB_USER, "reviewer", password)
+    engine.dispose()
+    return password
+
+
 def _fresh(folder: Path) -> None:
     """The demo starts from an empty database and raw store each time."""
     for name in ("intake.db", "intake.db-wal", "intake.db-shm"):
@@ -93,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     dovecot = Dovecot(work / "dovecot")
     db = DEMO_DIR / "intake.db"
     daemon: subprocess.Popen[bytes] | None = None
+    web: subprocess.Popen[bytes] | None = None
     try:
         print(f"demo: starting clamd (test signatures) and Dovecot on 127.0.0.1 in {work}")
         clamd.start()
@@ -129,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             "[service]",
             "retry_initial = 5",
             "retry_max = 60",
+            "[web]",
+            f"port = {WEB_PORT}",
+            "cookie_secure = false   # plain http on 127.0.0.1; production sits behind a TLS proxy",
             "",
         ]), encoding="utf-8")
         os.environ.update({"INTAKE_CONFIG": str(conf)})
@@ -136,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(key, None)
         if cli.main(["--log-level", "WARNING", "db", "upgrade"]) != 0:
             return 1
+        web_password = demo_account()
+        web = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--log-level", "WARNING", "web"])
+        print(f"demo: the staff's web application: http://127.0.0.1:{WEB_PORT}  "
+              f"(user {WEB_USER}, password {web_password}, role reviewer)")
 
         command = [sys.executable, "-m", "daemon.cli", "--log-level", "WARNING", "run"]
         if args.once:
@@ -172,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if daemon is not None and daemon.poll() is None:
             daemon.terminate()
             daemon.wait(60)
+        if web is not None and web.poll() is None:
+            web.terminate()
+            web.wait(30)
         try:
             folders = dovecot.folders() if dovecot.proc is not None else {}
         except OSError:
