@@ -22,6 +22,15 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; str() is one line naming the key."""
 
 
+# The strict configuration: a table or key the code does not read is an error (a typo such as `[lmpt]` or
+# `socket_path` must not pass silently). Each table refuses its own unknown keys where it is read; these
+# are the tables themselves and the keys of [intake] and [scan], read here. A new table or key goes here too.
+SECTIONS = ("intake", "scan", "imap", "lmtp", "service", "alerts", "metrics", "retention", "staff", "web")
+INTAKE_KEYS = ("data_dir", "database_url", "rules", "staff_group", "max_attempts", "parse_memory_bytes",
+               "message_budget_seconds")
+SCAN_KEYS = ("clamd", "timeout", "max_signature_age_days")
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     clamd: str = "unix:///run/clamav/clamd.ctl"
@@ -146,8 +155,13 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file_path}: not valid TOML: {exc}") from None
 
+    for name in data:
+        if name not in SECTIONS:
+            raise ConfigError(f"[{name}]: unknown table (known: {', '.join(SECTIONS)})")
     intake = _section(data, "intake")
     scan = _section(data, "scan")
+    intake.reject_unknown(INTAKE_KEYS)
+    scan.reject_unknown(SCAN_KEYS)
 
     data_dir = Path(
         env.get("INTAKE_DATA_DIR")
@@ -163,7 +177,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     clamd = env.get("INTAKE_CLAMD") or scan.get("clamd", str, ScanConfig.clamd)
     if not (clamd.startswith("unix://") or clamd.startswith("tcp://")):
         raise ConfigError(f"scan.clamd / INTAKE_CLAMD: {clamd!r} must be unix:///path or tcp://host:port")
-    timeout = float(scan.get("timeout", (int, float), ScanConfig.timeout))
+    timeout = scan.number("timeout", ScanConfig.timeout, positive=True, what="number of seconds")
+    scan.number("max_signature_age_days", 3.0, positive=True, what="number of days")  # read by `intake check`
     max_attempts = intake.integer("max_attempts", 3, minimum=1)
     parse_memory = intake.integer("parse_memory_bytes", Config.parse_memory_bytes, minimum=1024 * 1024,
                                   message="must be at least 1048576 (1 MiB)")

@@ -62,12 +62,21 @@ class DatabaseCollector(Collector):
         yield from (by_status, by_reason, backlog, since_poll, refusals)
 
 
+def metrics_settings(raw_config: dict[str, Any]) -> tuple[bool, str, int]:
+    """The `[metrics]` table (enabled, address, port), strict: unknown keys and wrong types are one line."""
+    from daemon.config import Section
+
+    section = Section(raw_config.get("metrics"), "metrics")
+    section.reject_unknown(("enabled", "address", "port"))
+    return (section.get("enabled", bool, False), section.get("address", str, "127.0.0.1"),
+            section.port("port", 9464))
+
+
 def start_metrics(raw_config: dict[str, Any], sessions: sessionmaker[Session]) -> Any | None:
     """Serve /metrics on 127.0.0.1 when `[metrics] enabled = true`; returns the server (or None)."""
-    section = raw_config.get("metrics") or {}
-    if not section.get("enabled", False):
+    enabled, address, port = metrics_settings(raw_config)
+    if not enabled:
         return None
-    port = int(section.get("port", 9464))
     REGISTRY.register(DatabaseCollector(sessions))
-    server, _thread = start_http_server(port, addr=str(section.get("address", "127.0.0.1")), registry=REGISTRY)
+    server, _thread = start_http_server(port, addr=address, registry=REGISTRY)
     return server

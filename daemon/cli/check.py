@@ -238,8 +238,150 @@ def check_web(config: Config) -> Iterator[Result]:
         yield Result("web", True, f"{users} active web account(s)")
 
 
+def check_service(config: Config) -> Iterator[Result]:
+    """[service] and [metrics] parse (strict: unknown keys and wrong types are one line naming the key)."""
+    from daemon.metrics import metrics_settings
+    from daemon.service.options import ServiceOptions
+
+    try:
+        options = ServiceOptions.from_config(config)
+        enabled, address, port = metrics_settings(config.raw)
+    except ConfigError as exc:
+        yield Result("service", False, str(exc))
+        return
+    yield Result("service", True, f"stop_timeout {options.stop_timeout:g} s, orphan_grace {options.orphan_grace:g} s")
+    if enabled and not _port_free(address, port):
+        yield Result("metrics", False, f"{address}:{port} is in use: stop what listens there or change metrics.port")
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _searchable_by(folder: Path, gid: int | None) -> Path | None:
+    """The first folder on the way to `folder` that a member of group `gid` (or anyone, when None) cannot
+    enter; None when every one can be searched."""
+    for part in [folder, *folder.parents]:
+        st = part.stat()
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & stat.S_IXOTH or (gid is not None and st.st_gid == gid and mode & stat.S_IXGRP):
+            continue
+        return part
+    return None
+
+
+def check_lmtp(config: Config) -> Iterator[Result]:
+    """[lmtp]: parses; the socket's folder exists, is writable, and can be entered by the socket's group (the
+    MTA's user connects through it); the group exists; the TCP ports are free (a running daemon holds its own:
+    run the check before `intake run`, as ExecStartPre= does)."""
+    import grp
+    import os
+
+    if "lmtp" not in config.raw:
+        return
+    from daemon.sources.lmtp.config import LmtpConfig
+
+    try:
+        lmtp = LmtpConfig.from_config(config.raw)
+    except ConfigError as exc:
+        yield Result("lmtp", False, str(exc))
+        return
+    if not lmtp.any_enabled:
+        yield Result("lmtp", True, "configured but not enabled (enabled = false)")
+        return
+    problems: list[str] = []
+    gid: int | None = None
+    if lmtp.socket_group:
+        try:
+            gid = grp.getgrnam(lmtp.socket_group).gr_gid
+        except KeyError:
+            problems.append(f"lmtp.socket_group: group {lmtp.socket_group!r} does not exist (the MTA's group, "
+                            "e.g. postfix)")
+    if lmtp.enabled and lmtp.socket:
+        folder = Path(lmtp.socket).parent
+        if not folder.is_dir():
+            problems.append(f"lmtp.socket: folder {folder} does not exist: create it (under systemd "
+                            "RuntimeDirectory=intake makes /run/intake)")
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(f"lmtp.socket: folder {folder} is not writable by this user")
+        else:
+            blocked = _searchable_by(folder, gid)
+            if blocked is not None:
+                who = f"group {lmtp.socket_group}" if lmtp.socket_group else "other users"
+                problems.append(f"lmtp.socket: {who} cannot enter {blocked}: the MTA could not reach the socket "
+                                f"(chgrp {lmtp.socket_group or 'postfix'} {blocked}; chmod g+x {blocked})")
+    for key, host, port, on in (("port", lmtp.host, lmtp.port, lmtp.enabled and bool(lmtp.port)),
+                                ("smtp_port", lmtp.smtp_host, lmtp.smtp_port, lmtp.smtp_enabled)):
+        if on and not _port_free(host, port):
+            problems.append(f"lmtp.{key}: {host}:{port} is in use")
+    for problem in problems:
+        yield Result("lmtp", False, problem)
+    if not problems:
+        doors = [f"socket {lmtp.socket}" if lmtp.enabled and lmtp.socket else "",
+                 f"tcp {lmtp.host}:{lmtp.port}" if lmtp.enabled and lmtp.port else "",
+                 f"smtp {lmtp.smtp_host}:{lmtp.smtp_port}" if lmtp.smtp_enabled else ""]
+        yield Result("lmtp", True, ", ".join(d for d in doors if d))
+
+
+def check_database_modes(config: Config) -> Iterator[Result]:
+    """A SQLite database, its -wal and -shm: 0640 or tighter (personal data, R12)."""
+    from daemon.store.db import sqlite_path
+
+    path = sqlite_path(config.database_url)
+    if path is None:
+        return
+    bad = []
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o007:
+            bad.append(f"{file} is {oct(stat.S_IMODE(file.stat().st_mode))}")
+    if bad:
+        yield Result("db modes", False, f"readable by others: {bad[0]}: run chmod o-rwx {path}*")
+    elif path.exists():
+        yield Result("db modes", True, f"{path} not readable by others")
+
+
+def check_orphans(config: Config) -> Iterator[Result]:
+    """Raw files no record names, older than [service] orphan_grace: listed; the daemon removes them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from daemon.service.options import ServiceOptions
+    from daemon.store.db import make_engine, make_sessionmaker
+    from daemon.store.orphans import find_orphans
+    from daemon.store.raw import RawStore
+
+    if not config.raw_dir.exists() and not config.quarantine_dir.exists():
+        return
+    try:
+        grace = ServiceOptions.from_config(config).orphan_grace
+    except ConfigError:
+        return  # reported by check_service
+    engine = make_engine(config.database_url)
+    try:
+        found = find_orphans(make_sessionmaker(engine), RawStore(config.raw_dir, config.quarantine_dir), grace)
+    except (SQLAlchemyError, OSError):
+        return  # reported by check_database
+    finally:
+        engine.dispose()
+    if not found:
+        yield Result("orphans", True, f"none (raw files with no record, older than {grace:g} s)")
+        return
+    listed = ", ".join(str(o.path) for o in found[:5]) + (" …" if len(found) > 5 else "")
+    yield Result("orphans", True, f"{len(found)} raw file(s) with no record (a delivery that was never recorded; "
+                                  f"the daemon removes them at start and every orphan_sweep_interval): {listed}",
+                 warning=True)
+
+
 # Further checks register here, each yielding Results for a config.
 EXTRA_CHECKS: list[Callable[[Config], Iterator[Result]]] = [check_imap, check_alerts]
+EXTRA_CHECKS.extend([check_service, check_lmtp, check_database_modes, check_orphans])  # issue 15
 EXTRA_CHECKS.append(check_web)
 
 

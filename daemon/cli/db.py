@@ -21,11 +21,14 @@ def register(sub: Any) -> None:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from daemon.store import migrate
+    from daemon.store.db import prepare_sqlite_file
 
     config, _ = load_context(args, need_rules=False)
     if config.database_url.startswith("sqlite:///"):
         Path(config.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     try:
+        # The file 0640, group = staff_group, before SQLite would make it 0644 (R12).
+        prepare_sqlite_file(config.database_url, config.staff_group)
         migrate.upgrade(config.database_url)
     except SQLAlchemyError as exc:
         raise CliError(f"database unreachable ({exc.__class__.__name__}): check INTAKE_DATABASE_URL") from None

@@ -35,15 +35,26 @@ def register(sub: Any) -> None:
 # -- run --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.logs import get_logger
+    from daemon.metrics import metrics_settings
     from daemon.pipeline import Intake
     from daemon.service import Service, ServiceError, ServiceOptions
     from daemon.sources.imap import load_imap_config
+    from daemon.sources.lmtp.config import LmtpConfig
+    from daemon.store.db import prepare_sqlite_file
     from daemon.store.raw import RawStoreError
 
     config, rules = load_context(args)
     assert rules is not None
+    # Every table is read before anything starts: a wrong key or type is one line (exit 2), never a
+    # misleading "nothing to run" later (issue 15).
     imap = load_imap_config(config)
     options = ServiceOptions.from_config(config, once=args.once)
+    lmtp = LmtpConfig.from_config(config.raw)
+    metrics_settings(config.raw)
+    if imap is None and not lmtp.any_enabled:
+        raise CliError("nothing to run: configure [imap], or [lmtp] with enabled = true (README, "
+                       "\"Direct delivery over LMTP\")")
+    prepare_sqlite_file(config.database_url, config.staff_group)  # 0640, group = staff_group (R12)
     sessions = open_sessions(config)
     intake = Intake.from_config(config, rules)
     intake.sessions = sessions
@@ -146,9 +157,13 @@ def render_status(status: dict[str, Any], now: dt.datetime) -> str:
     for d in status["daemons"]:
         line = f"daemon     {d['state']}: {d['status'] or '-'}  (pid {d['pid']}, updated {jst(d['updated_at'])})"
         out.append(line)
-    out.append(f"last poll  {jst(status['last_poll_at'])}")
-    out.append(f"backlog    {status['backlog']['new']} new in the mailbox at the last poll, "
-               f"{status['backlog']['held']} held (retried from the raw store)")
+    if any(d["mailbox"] for d in status["daemons"]) or not status["daemons"]:
+        out.append(f"last poll  {jst(status['last_poll_at'])}")
+        out.append(f"backlog    {status['backlog']['new']} new in the mailbox at the last poll, "
+                   f"{status['backlog']['held']} held (retried from the raw store)")
+    else:  # LMTP/SMTP only: no mailbox, no polls; the MTA queues what is not yet recorded
+        out.append("sources    LMTP/SMTP only: the MTA delivers; mail not yet recorded waits in its queue")
+        out.append(f"backlog    {status['backlog']['held']} held (retried from the raw store)")
     today = status["today"]
     out.append("today      " + ", ".join(f"{k} {v}" for k, v in today.items()) + "  (recorded today, JST)")
     clamd = status["clamd"]

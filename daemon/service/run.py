@@ -42,7 +42,7 @@ from daemon.service.health import write_health
 from daemon.service.options import ServiceOptions
 from daemon.service.systemd import sd_notify, watchdog_interval
 from daemon.sources.imap import FatalImapError, ImapConfig, ImapWatcher, Progress
-from daemon.store import claims
+from daemon.store import claims, orphans
 
 log = get_logger("service")
 T = TypeVar("T")
@@ -156,6 +156,7 @@ class Service:
                 raise ServiceError(f"database unreachable ({exc.__class__.__name__})") from None
             if dead:
                 log.info("released_dead_leases", count=dead)
+            await self._sweep_orphans()
             await self._write_health()
             background.append(asyncio.ensure_future(
                 run_sender(self.intake.sessions, self.alert_settings, self.stop, monitor=self.monitor)))
@@ -186,11 +187,16 @@ class Service:
                     await self.watcher.connect_first()
                 except FatalImapError as exc:
                     raise ServiceError(f"imap: {exc}") from None
-            sd_notify("READY=1", "STATUS=connected")
-            self.progress.set("running", "connected")
+            doors = ([f"imap {self.imap.mailbox}"] if self.imap is not None else []) + sorted(
+                {"lmtp socket" if sock.family.name == "AF_UNIX" else "lmtp/smtp tcp"
+                 for server in servers for sock in (server.sockets or ())})
+            line = ("connected" if self.imap is not None else "listening") + ": " + ", ".join(doors)
+            sd_notify("READY=1", f"STATUS={line}")
+            self.progress.set("running", line)
             log.info("ready", pending=0)
             if not self.options.once:
                 background.append(asyncio.ensure_future(self._retry_loop()))
+                background.append(asyncio.ensure_future(self._orphan_loop()))
             if self.watcher is not None:
                 await self._run_watcher()
             else:
@@ -299,6 +305,24 @@ class Service:
                 self.watcher.kick.set()  # its IMAP copy goes to the folder for its new status
         return still_held
 
+    # -- raw files with no record ----------------------------------------------------------------------
+    async def _sweep_orphans(self) -> None:
+        """Remove raw files no record names, older than `orphan_grace` (daemon/store/orphans.py)."""
+        try:
+            removed = await self.thread(orphans.remove_orphans, self.intake.sessions, self.intake.raw_store,
+                                        self.options.orphan_grace)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("orphan_sweep_failed", error=exc.__class__.__name__)
+            return
+        if removed:
+            log.info("orphans_removed", count=removed)
+
+    async def _orphan_loop(self) -> None:
+        while not self.stop.is_set():
+            await self._sleep(self.options.orphan_sweep_interval)
+            if not self.stop.is_set():
+                await self._sweep_orphans()
+
     async def _sleep(self, seconds: float) -> None:
         await wait_event(self.stop, seconds)
 
@@ -317,7 +341,8 @@ class Service:
                 if self._clamd[0] is not None:
                     await self.thread(self._observe_scanner, self._clamd)
             if self.imap is not None and self.progress.ready:
-                problem = "login_refused" if "refused" in (self.progress.last_error or "") else "unreachable"
+                problem = self.progress.problem or (  # the watcher says when the cause is authentication
+                    "login_refused" if "refused" in (self.progress.last_error or "") else "unreachable")
                 with contextlib.suppress(Exception):
                     await self.thread(self.monitor.observe_mailbox, self.progress.connected, None, problem)
             if loop.time() - self._last_held_check >= 60:

@@ -8,7 +8,11 @@ shown in JST by the CLI. IMAP UIDs and UIDVALIDITY are unsigned 32-bit: BigInteg
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import grp
+import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -25,7 +29,8 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -174,9 +179,103 @@ class DoorRefusal(Base):
     stage: Mapped[str] = mapped_column(String(16))  # mail_from | data
 
 
-def make_engine(url: str, **kw: Any) -> Engine:
+# The database holds personal data (R12): the service user reads and writes it, the staff group reads it,
+# nobody else. SQLite gives its -wal and -shm files the mode and owner of the database file, so creating
+# that file 0640 before SQLite does covers all three.
+DB_FILE_MODE = 0o640
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL; None for PostgreSQL, in-memory or URI-style databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database)
+
+
+def prepare_sqlite_file(url: str, group: str | None = None) -> Path | None:
+    """Create a SQLite database file 0640 before SQLite would create it 0644 (the umask's choice), owned by
+    `group` (the staff group), else by the group of its folder (systemd's StateDirectory= has the unit's
+    Group=). An existing file is left as it is: `intake check` reports a world-readable one."""
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return path
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+    except FileExistsError:
+        return path
+    except OSError:
+        return path  # a missing folder: SQLite's own error names it on connect
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else path.parent.stat().st_gid
+        with contextlib.suppress(OSError):
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, DB_FILE_MODE)  # the umask may have taken bits off, never added: set it exactly
+    except KeyError:
+        pass  # an unknown staff group is reported by the raw store and `intake check`
+    finally:
+        os.close(fd)
+    return path
+
+
+class DatabaseFileChanged(SQLAlchemyError):
+    """The SQLite file this process opened is no longer the file at its path (moved, deleted or replaced).
+
+    Writing on would go through the open handle into a file nobody reads: records answered 250 would vanish
+    with it. So every transaction fails from then on (the pipeline answers 451 and moves nothing over IMAP,
+    the alerts say storage_error) until an operator puts the file back or restarts the daemon."""
+
+
+class _WatchedFile:
+    """The identity (device, inode) of the SQLite file when the engine first opened it, checked at the start
+    of every transaction: one stat() call, a few microseconds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+        self.reported = False
+
+    def current(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check(self) -> None:
+        now = self.current()
+        if self.identity is None:
+            self.identity = now
+            return
+        if now != self.identity:
+            why = "deleted or moved away" if now is None else "replaced by another file"
+            if not self.reported:
+                self.reported = True
+                _log_file_changed(why)
+            raise DatabaseFileChanged(f"database file {why} since the daemon opened it: restore it or restart")
+
+
+def _log_file_changed(why: str) -> None:
+    from daemon.logs import get_logger
+
+    get_logger("store").error("database_file_changed", detail=why)
+
+
+def make_engine(url: str, group: str | None = None, **kw: Any) -> Engine:
     if url.startswith("sqlite"):
+        path = prepare_sqlite_file(url, group)
         engine = create_engine(url, connect_args={"timeout": 30}, **kw)
+        if path is not None:
+            watched = _WatchedFile(path.resolve())
+
+            @event.listens_for(engine, "connect")
+            def _identity_at_connect(_dbapi_conn: Any, _record: Any) -> None:
+                watched.check()  # the first connection fixes it; a later one opened on another file fails
+
+            @event.listens_for(engine, "begin")
+            def _still_the_same_file(_conn: Any) -> None:
+                watched.check()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

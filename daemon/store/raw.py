@@ -12,10 +12,15 @@ import contextlib
 import grp
 import hashlib
 import os
+import re
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+_STORED = re.compile(r"^(?:\.)?([0-9a-f]{64})\.eml(?:\.\d+\.tmp)?$")
 
 
 class RawStoreError(OSError):
@@ -31,6 +36,10 @@ class RawStore:
         self.raw_dir = raw_dir
         self.quarantine_dir = quarantine_dir
         self._gid: int | None = None
+        # sha256 → when this process last wrote (or re-used) it: the orphan sweep never takes a file whose
+        # record may be about to commit (daemon/store/orphans.py).
+        self._recent: dict[str, float] = {}
+        self._recent_lock = threading.Lock()
         if staff_group:
             try:
                 self._gid = grp.getgrnam(staff_group).gr_gid
@@ -64,7 +73,11 @@ class RawStore:
         """Store bytes durably; idempotent (the same bytes are written once)."""
         digest = sha256_hex(data)
         final = self.path_for(digest, quarantined)
+        self._touch_recent(digest)
         if final.exists() and final.stat().st_size == len(data):
+            # Re-used (an earlier attempt left it): fresh again, so a sweep of another process leaves it alone.
+            with contextlib.suppress(OSError):
+                os.utime(final)
             return digest, final
         self._ensure_dir(final.parent)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -111,6 +124,34 @@ class RawStore:
             if p.exists():
                 return p
         return None
+
+    def _touch_recent(self, digest: str) -> None:
+        now = time.monotonic()
+        with self._recent_lock:
+            self._recent[digest] = now
+            if len(self._recent) > 10_000:  # forget old entries; the sweep's grace is what counts
+                for key in [k for k, t in self._recent.items() if now - t > 86_400]:
+                    del self._recent[key]
+
+    def written_within(self, digest: str, seconds: float) -> bool:
+        with self._recent_lock:
+            when = self._recent.get(digest)
+        return when is not None and time.monotonic() - when < seconds
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """Every stored file (and leftover temp file) of both areas, as (sha256, path)."""
+        for area in (self.raw_dir, self.quarantine_dir):
+            if not area.is_dir():
+                continue
+            for path in area.glob("*/*/*"):
+                match = _STORED.match(path.name)
+                if match and path.is_file():
+                    yield match.group(1), path
+
+    def remove(self, path: Path) -> None:
+        """Delete one file of the store (an orphan) durably."""
+        path.unlink(missing_ok=True)
+        self._fsync_dir(path.parent)
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:

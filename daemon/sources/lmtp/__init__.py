@@ -7,8 +7,9 @@ failure: the pipeline records the message as `held` (durable, retried from the r
 answer 250.
 
 Size (R3) is decided at the door by `daemon.stages.size`, with the rules in force at that moment (a
-reload replaces them): `SIZE` is advertised as the rules' limit; a declared `SIZE=` over it gets 552 at
-MAIL FROM, an undeclared oversize body gets 552 after DATA and is never stored. Every 552 is logged,
+reload replaces them). `SIZE` is not announced, so that an MTA hands oversize mail to us instead of bouncing
+it unseen (Postfix does); a declared `SIZE=` over the limit still gets 552 at MAIL FROM, an oversize body gets
+552 after DATA and is never stored. Every 552 is logged,
 counted in the `door_refusals` table (time, size, source, stage; no personal data) and passed to
 `on_door_refusal`.
 

@@ -46,10 +46,7 @@ class LmtpConfig:
     def from_config(cls, raw: dict[str, Any]) -> LmtpConfig:
         """Read the `[lmtp]` table of the whole parsed TOML file (`Config.raw`)."""
         section = Section(raw.get("lmtp"), "lmtp")
-        known = set(cls.__dataclass_fields__)
-        for key in section.table:
-            if key not in known:
-                raise ConfigError(f"{section.where(key)}: unknown key")
+        section.reject_unknown(cls.__dataclass_fields__)
 
         mode_value = section.get("socket_mode", (int, str), 0o660)
         if isinstance(mode_value, str):

@@ -3,7 +3,8 @@ the start and stop of the listeners on the daemon's own event loop (`loop.create
 `create_unix_server`, no Controller thread).
 
 aiosmtpd (1.4.6) speaks the protocol and calls the handler's hooks (`handler.py`). What it cannot do for us,
-each override below says why: a limit that follows a rules reload (`data_size_limit`), a declared SIZE= over
+each override below says why: no SIZE keyword, so an MTA hands us oversize mail to refuse and count
+(`data_size_limit`), a limit that follows a rules reload, a declared SIZE= over
 the limit refused and counted at MAIL FROM (`smtp_MAIL`), an oversize or broken DATA answered with our replies,
 once per recipient, and counted (`smtp_DATA`, `_read_data`), and LMTP's greeting named in "send LHLO first".
 """
@@ -79,13 +80,16 @@ class _IntakeProtocol(SMTP):
         self.listener = listener
         self.data_started = 0.0
 
-    # aiosmtpd keeps `data_size_limit` as a number fixed when the connection opens (its __init__ assigns it)
-    # and reads it for the SIZE line of EHLO/LHLO and its own SIZE= check. Ours is the limit of the rules in
-    # force at that moment: a reload (SIGHUP) replaces `intake.rules`, and an MTA keeps its connection open
-    # across it (Postfix's connection cache), so the number is read from the rules each time, never cached.
+    # No SIZE keyword in the EHLO/LHLO reply, on purpose (README, "Direct delivery over LMTP"): an MTA that
+    # reads SIZE (Postfix's LMTP and SMTP clients do) refuses an oversize message itself and bounces it, and
+    # the intake never hears of it, so staff would see no count and no alert. Without SIZE the MTA sends the
+    # message; we read it to the end without keeping it, answer 552 5.3.4 (the MTA bounces with our text)
+    # and count and alert the refusal. aiosmtpd reads `data_size_limit` for that keyword and for its own
+    # SIZE= check; both are ours: the limit comes from the rules in force (`smtp_MAIL`, `_read_data`), which
+    # a reload replaces while an MTA keeps its connection open (Postfix's connection cache).
     @property  # type: ignore[override]
-    def data_size_limit(self) -> int:
-        return self.delivery.size_limit
+    def data_size_limit(self) -> int | None:
+        return None
 
     @data_size_limit.setter
     def data_size_limit(self, _fixed: int | None) -> None:
