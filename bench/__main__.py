@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["web"]:  # `python -m bench web`: the web application's pages on 100,000 records
+        from bench import web
+
+        return web.main(argv[1:])
     args = parse_args(argv)
     runner.PG_ADMIN_URL = args.postgres_url
     runner.INTAKE_PYTHONPATH = args.intake_pythonpath

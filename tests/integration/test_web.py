@@ -362,3 +362,52 @@ def test_users_command(env: dict[str, str]) -> None:
     assert re.search(r"staff\.a\s+reviewer\s+disabled", listing)
     done = run("passwd", "nobody", stdin="a long enough password\n")
     assert done.returncode == 1 and "no user 'nobody'" in done.stderr
+
+
+# -- single sign-on through the trusted proxy's header ------------------------------------------------
+def test_the_proxy_header_is_trusted_only_from_the_configured_proxy(intake: Intake) -> None:
+    with intake.sessions.begin() as session:
+        accounts.add(session, "sso.user", "viewer", PASSWORD)
+        accounts.add(session, "sso.off", "viewer", PASSWORD)
+        accounts.set_disabled(session, "sso.off", True)
+    settings = dataclasses.replace(WebSettings.from_config(intake.config), cookie_secure=False,
+                                   trusted_user_header="X-Remote-User", trusted_proxies=("127.0.0.1/32",))
+    app = create_app(intake.config, intake.rules, settings, intake.sessions)
+    proxy = TestClient(app, client=("127.0.0.1", 40000))
+    r = proxy.get("/records", headers={"X-Remote-User": "sso.user"}, follow_redirects=False)
+    assert r.status_code == 200 and "sso.user（閲覧者）" in r.text
+    for who in ("sso.off", "nobody"):  # disabled or unknown: not signed in
+        assert proxy.get("/records", headers={"X-Remote-User": who}, follow_redirects=False).status_code == 303
+    other = TestClient(app, client=("10.0.0.9", 40000))
+    r = other.get("/records", headers={"X-Remote-User": "sso.user"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_search_documents_are_built_for_records_that_existed_before_migration_0008(tmp_path: Any) -> None:
+    import datetime as dt
+    import json
+
+    from sqlalchemy import text
+
+    from daemon.staff.records import ListFilters, list_page
+    from daemon.store import migrate
+    from daemon.store.db import make_engine, make_sessionmaker
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0006_lookup_indexes")
+    engine = make_engine(url)
+    result = {"comments": [{"text": "生成ＡＩの透明性について", "summary": "要旨：説明責任", "location": "別添 P.9"}],
+              "submitter": {"kind": "individual", "name": "旧記録 太郎"}}
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO messages (status, reasons, flags, received_at, received_source, size, source, attempts,"
+            " defects, result, created_at, updated_at, subject) VALUES ('accepted', '[]', '[]', :t, 'x', 1,"
+            " 'ingest', 0, '[]', :r, :t, :t, '件名')"), {"t": dt.datetime(2026, 1, 5), "r": json.dumps(result)})
+    engine.dispose()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        for words in (["生成ai"], ["説明責任"], ["別添", "p.9"], ["旧記録"], ["件名"]):
+            assert list_page(session, ListFilters(words=words)).total == 1, words
+        assert list_page(session, ListFilters(words=["存在しない"])).total == 0
+    engine.dispose()
