@@ -4,7 +4,6 @@ grown into the staff's search) and `intake show` (one record in full, or its raw
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from daemon.cli.common import (
     print_error,
     render_table,
 )
+from daemon.staff.csv_cells import SafeWriter
 from daemon.staff.query import TARGET_KEYS, Filters
 from daemon.store.db import Message
 
@@ -122,7 +122,7 @@ def cmd_log(args: argparse.Namespace) -> int:
                 print(json.dumps(store_records.to_contract(full), ensure_ascii=False))
             return 0
         if fmt == "csv":
-            w = csv.writer(sys.stdout, lineterminator="\n")
+            w = SafeWriter(sys.stdout, lineterminator="\n")  # no cell is ever a formula
             w.writerow(LOG_CSV)
             for m in found:
                 result = m.result or {}

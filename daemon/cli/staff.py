@@ -146,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             ex.write_xlsx(target, table, st, args.public, progress.update)
     else:
-        data = ex.csv_bytes(table, args.encoding)
+        data = ex.csv_bytes(table, args.encoding, public=args.public)
         progress.update(len(table))
         if args.output in (None, "-"):
             sys.stdout.buffer.write(data)

@@ -1,13 +1,15 @@
 """`intake export`: one row per comment item for the 「提出された意見及びその考え方」 table, as xlsx or csv.
 
 `--public` applies R11: an organisation's 名称 and 代表者 only when it did not ask for anonymity; never an
-individual's name, nor anyone's address, postal code, phone, mail or 連絡担当者. Those values (and any mail
-address or phone number) are also masked where the submitter wrote them into the comment text itself.
+individual's name, nor anyone's address, postal code, phone, mail or 連絡担当者. Redaction does not rest on the
+labels alone: in every text cell the submitter's own values are masked wherever they appear (a name also with
+or without its space, and its family name alone), and so is every mail address, phone number, postal code and
+street address whoever it belongs to (daemon/stages/comment/personal.py). The public file has no internal
+columns (受付番号, flags) and no 統計 sheet.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import sys
@@ -16,20 +18,27 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import IO, Any
 
+from daemon.staff.csv_cells import SafeWriter
 from daemon.staff.query import KIND_LABEL, Item, jst_text
 from daemon.staff.stats import Stats, excerpt
+from daemon.stages.comment import personal
 
 HEADERS = ["項番", "受付番号", "受付日時", "意見提出者", "提出者区分", "該当資料", "該当箇所", "意見", "要旨",
            "flags", "グループ"]
 WIDTHS = [6, 9, 19, 28, 11, 10, 22, 80, 40, 22, 9]
+INTERNAL = ("受付番号", "flags")  # staff's columns, never in the public file
+PUBLIC_HEADERS = [h for h in HEADERS if h not in INTERNAL]
 WRAPPED = {"意見提出者", "該当箇所", "意見", "要旨", "flags"}
 MASK = "＊＊＊"
 ANONYMOUS_ORG = "法人・団体（匿名希望）"
 INDIVIDUAL = "個人"
 _MAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-_FW_MAIL_RE = re.compile(r"[Ａ-Ｚａ-ｚ０-９A-Za-z0-9._%+\-．＿－]+[@＠][Ａ-Ｚａ-ｚ０-９A-Za-z0-9.\-．－]+")
 _PHONE_RE = re.compile(r"(?<![0-9０-９])[0０][0-9０-９]{1,4}[-‐－ー−()（）\s]{0,2}[0-9０-９]{1,4}"
                        r"[-‐－ー−()（）\s]{1,2}[0-9０-９]{3,4}(?![0-9０-９])")
+_GAP = "[ \t\u3000]*"  # a name written with or without its space(s)
+_LETTERS = re.compile(r"[^\W\d_]+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff々〆ヶ]")
+PERSON_KEYS = ("name", "contact_person", "representative")
 XLSX_CELL_MAX = 32767
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -44,7 +53,8 @@ def location_text(item: Item) -> str:
 
 def public_submitter(sub: dict[str, Any]) -> str:
     if sub.get("kind") == "organization":
-        if sub.get("anonymous"):
+        guessed = set(sub.get("guessed") or [])
+        if sub.get("anonymous") or guessed & {"organization", "representative"}:
             return ANONYMOUS_ORG
         org = str(sub.get("organization") or "").strip()
         rep = str(sub.get("representative") or "").strip()
@@ -66,6 +76,8 @@ def private_values(item: Item) -> list[str]:
     keys = ["name", "address", "postal_code", "phone", "email", "contact_person"]
     if sub.get("kind") != "organization" or sub.get("anonymous"):
         keys += ["organization", "representative"]
+    elif set(sub.get("guessed") or []) & {"organization", "representative"}:
+        keys += ["organization", "representative"]
     values: set[str] = set()
     for k in keys:
         v = sub.get(k)
@@ -73,20 +85,60 @@ def private_values(item: Item) -> list[str]:
             v = v.strip()
             values.add(v)
             values.add("".join(v.split()))  # 山田 太郎 written as 山田太郎
-            values.update(p for p in v.split() if len(p) >= 2 and k in ("name", "contact_person", "representative"))
+            if k in PERSON_KEYS:
+                values.update(name_parts(v))
     if item.from_address:
         values.add(item.from_address)
-        addr = parseaddr(item.from_address)[1]
+        display, addr = parseaddr(item.from_address)
         if addr:
             values.add(addr)
+            # hanako.sato@… : the words of the mailbox name are often the sender's name, romanised
+            values.update(w for w in re.split(r"[._\-+]", addr.split("@", 1)[0]) if len(w) >= 3 and w.isalpha())
+        if display:
+            values.add(display)
+            values.update(name_parts(display))
     return sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
 
 
+def name_parts(name: str) -> set[str]:
+    """The parts of a person's name that identify them alone: each word of two characters or more (山田 of
+    山田 太郎, Smith of John Smith); for a name written without a space, its first two characters (the most
+    common length of a Japanese family name)."""
+    words = _LETTERS.findall(name)
+    parts = {w for w in words if len(w) >= 2}
+    if len(words) == 1 and _CJK.match(words[0]) and len(words[0]) >= 3:
+        parts.add(words[0][:2])
+    return parts
+
+
+def _value_pattern(value: str) -> str:
+    """A value as a regex that also matches it with spaces between its characters, case-insensitively for
+    Latin letters, and as a whole word when it is Latin (Smith, not Smithsonian)."""
+    chars = [c for c in value if not c.isspace()]
+    body = _GAP.join(re.escape(c) for c in chars)
+    if chars and chars[0].isascii() and chars[0].isalnum():
+        body = r"(?<![A-Za-z0-9])" + body
+    if chars and chars[-1].isascii() and chars[-1].isalnum():
+        body += r"(?![A-Za-z0-9])"
+    return body
+
+
 def redact(text: str, values: Iterable[str]) -> str:
-    for v in values:
-        text = text.replace(v, MASK)
+    """`text` with the submitter's `values` and every mail address, phone number, postal code and street
+    address masked (＊＊＊)."""
+    vals = [v for v in values if v.strip()]
+    if vals:
+        rx = re.compile("|".join(_value_pattern(v) for v in sorted(vals, key=len, reverse=True)), re.IGNORECASE)
+        text = rx.sub(MASK, text)
+    out: list[str] = []
+    last = 0
+    for a, b in personal.spans(text):
+        out.append(text[last:a])
+        out.append(MASK)
+        last = b
+    out.append(text[last:])
+    text = "".join(out)
     text = _MAIL_RE.sub(MASK, text)
-    text = _FW_MAIL_RE.sub(MASK, text)
     return _PHONE_RE.sub(MASK, text)
 
 
@@ -107,9 +159,19 @@ def rows(items: Sequence[Item], opts: ExportOptions) -> list[list[Any]]:
             who = public_submitter(it.submitter)
         else:
             who = staff_submitter(it.submitter)
-        out.append([n, it.record_id, jst_text(it.received_at), who, KIND_LABEL.get(it.kind, INDIVIDUAL),
-                    targets_label(it.targets, labels), location, text, summary, ",".join(it.flags), it.group or ""])
+        row = [n, it.record_id, jst_text(it.received_at), who, KIND_LABEL.get(it.kind, INDIVIDUAL),
+               targets_label(it.targets, labels), location, text, summary, ",".join(it.flags), it.group or ""]
+        if opts.public:
+            row = [v for h, v in zip(HEADERS, row, strict=True) if h not in INTERNAL]
+        out.append(row)
     return out
+
+
+def headers_for(table: Sequence[Sequence[Any]], public: bool | None = None) -> list[str]:
+    """The header row of a table made by `rows`: the public one has no internal columns."""
+    if public is None:
+        public = bool(table) and len(table[0]) == len(PUBLIC_HEADERS)
+    return PUBLIC_HEADERS if public else HEADERS
 
 
 # -- progress on a terminal ------------------------------------------------------------------------
@@ -138,25 +200,19 @@ class Progress:
 
 
 # -- CSV -------------------------------------------------------------------------------------------
-def _csv_safe(value: Any) -> Any:
-    # A cell starting with = + @ would be run as a formula by a spreadsheet (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def write_csv(out: IO[str], table: Sequence[Sequence[Any]], progress: Callable[[int], None] | None = None) -> None:
-    w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(HEADERS)
+def write_csv(out: IO[str], table: Sequence[Sequence[Any]], progress: Callable[[int], None] | None = None,
+              public: bool | None = None) -> None:
+    w = SafeWriter(out)  # no cell is ever a formula (daemon/staff/csv_cells.py)
+    w.writerow(headers_for(table, public))
     for i, row in enumerate(table, 1):
-        w.writerow([_csv_safe(v) for v in row])
+        w.writerow(row)
         if progress:
             progress(i)
 
 
-def csv_bytes(table: Sequence[Sequence[Any]], encoding: str = "utf-8-sig") -> bytes:
+def csv_bytes(table: Sequence[Sequence[Any]], encoding: str = "utf-8-sig", public: bool | None = None) -> bytes:
     buf = io.StringIO()
-    write_csv(buf, table)
+    write_csv(buf, table, public=public)
     return buf.getvalue().encode(encoding, errors="replace" if encoding == "cp932" else "strict")
 
 
@@ -183,10 +239,11 @@ def write_xlsx(path_or_stream: Any, table: Sequence[Sequence[Any]], stats: Stats
     fill = PatternFill("solid", fgColor="DDEBF7")
     top = Alignment(vertical="top")
     wrap = Alignment(vertical="top", wrap_text=True)
-    ws.append(HEADERS)
+    heads = headers_for(table, public)
+    ws.append(heads)
     for c in ws[1]:
         c.font, c.fill, c.alignment = bold, fill, Alignment(vertical="center", wrap_text=True)
-    wrapped = [h in WRAPPED for h in HEADERS]
+    wrapped = [h in WRAPPED for h in heads]
     for i, row in enumerate(table, 1):
         ws.append([_cell_text(v) for v in row])
         for c, w in zip(ws[i + 1], wrapped, strict=True):
@@ -195,12 +252,13 @@ def write_xlsx(path_or_stream: Any, table: Sequence[Sequence[Any]], stats: Stats
                 c.data_type = "s"  # text, never a formula
         if progress:
             progress(i)
-    for n, width in enumerate(WIDTHS, 1):
-        ws.column_dimensions[get_column_letter(n)].width = width
+    width_of = dict(zip(HEADERS, WIDTHS, strict=True))
+    for n, h in enumerate(heads, 1):
+        ws.column_dimensions[get_column_letter(n)].width = width_of[h]
     ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(HEADERS))}{len(table) + 1}"
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(heads))}{len(table) + 1}"
     ws.print_title_rows = "1:1"
-    if stats is not None:
+    if stats is not None and not public:  # the 統計 sheet is the staff's: record ids, reasons, flags
         _stats_sheet(wb.create_sheet("統計"), stats, public, bold, fill)
     wb.save(path_or_stream)
 

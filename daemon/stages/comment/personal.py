@@ -53,11 +53,11 @@ _BLOCK = (
     f"|{_D}+(?:{_DASH}{_D}+){{1,3}}号?)"
 )
 _PREF = "(?:" + "|".join(PREFECTURES) + ")"
-_BUILDING = "[^\\s、。,，;；:：()（）「」『』【】]{0,30}"
+_BUILDING = "[^\\s、。,，;；:：()（）「」『』【】\u3041-\u3096]{0,30}"  # the building: no hiragana (に住む)
 ADDRESS_JA_RE = re.compile(
     f"{_PREF}?(?:{_MUNI})+{_PLACE}{{0,12}}?{_SEP}*{_BLOCK}{_BUILDING}"
     f"|{_PREF}(?:{_MUNI})+"
-    f"|{_NUM}丁目(?:{_SEP}*{_NUM}番地?)?(?:{_SEP}*{_NUM}号)?"
+    f"|{_PLACE}{{0,6}}?{_NUM}丁目(?:{_SEP}*{_NUM}番地?)?(?:{_SEP}*{_NUM}号)?"
 )
 _RWORD = "[A-Z][a-z]+(?:[- ][A-Z][a-z]+)?"
 _RPREF = "(?:" + "|".join(ROMAN_PREFECTURES) + ")(?:-(?:to|fu|ken))?"
