@@ -50,6 +50,9 @@ class Config:
     # Parses run side by side while their estimated peaks (4x the message size, daemon/budget.py) fit in
     # this; the default lets one 20 MiB message parse beside the small ones, never two near the limit.
     parse_memory_bytes: int = 128 * 1024 * 1024
+    # The watchdog: the wall-clock seconds one message may spend in the stages (clamd's time not counted);
+    # past it the record is rejected / processing_failed at once, raw bytes kept (issue 16).
+    message_budget_seconds: float = 60.0
     source_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -182,6 +185,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     max_attempts = intake.integer("max_attempts", 3, minimum=1)
     parse_memory = intake.integer("parse_memory_bytes", Config.parse_memory_bytes, minimum=1024 * 1024,
                                   message="must be at least 1048576 (1 MiB)")
+    message_budget = intake.number("message_budget_seconds", Config.message_budget_seconds, positive=True,
+                                   what="number of seconds")
     return Config(
         data_dir=data_dir,
         database_url=database_url,
@@ -190,6 +195,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         staff_group=intake.get("staff_group", str, None),
         max_attempts=max_attempts,
         parse_memory_bytes=parse_memory,
+        message_budget_seconds=message_budget,
         source_path=file_path,
         raw=data,
     )

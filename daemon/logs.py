@@ -21,6 +21,7 @@ ALLOWED_KEYS = frozenset({
     "alert", "revision", "path_kind", "detail", "worker", "port", "component",
     "listener", "reply", "recipients", "at",
     "rss_kb", "state", "imap_bytes",
+    "error_class", "exitcode", "stderr_bytes", "format", "budget_s", "limit",
 })
 _MAX_STR = 200
 

@@ -17,6 +17,7 @@ VIRUS = "virus"
 SCAN_UNAVAILABLE = "scan_unavailable"
 SCAN_INCOMPLETE = "scan_incomplete"
 MALFORMED = "malformed"
+MALFORMED_STRUCTURE = "malformed_structure"  # over a structure limit of the rules' [limits] (issue 16)
 PROCESSING_FAILED = "processing_failed"
 
 # Flags raised here (the comment stage raises the rest; public interface).
@@ -118,6 +119,7 @@ class Work:
     message_id: str | None = None
     from_address: str | None = None
     subject: str | None = None
+    date_header: str | None = None  # the sender's Date: as written (never the arrival time, R2)
     defects: list[str] = field(default_factory=list)
     attachments: list[Part] = field(default_factory=list)
     body_parts: list[BodyPart] = field(default_factory=list)

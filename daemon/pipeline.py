@@ -16,6 +16,7 @@ The database and the raw store are touched here only, before and after the stage
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import threading
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daemon import metrics
 from daemon.alerts.events import AlertDraft, alert_for_status, door_refusal_draft
-from daemon.budget import PARSE_FACTOR, MemoryBudget
+from daemon.budget import PARSE_FACTOR, MemoryBudget, MessageClock
 from daemon.config import Config
 from daemon.logs import get_logger
 from daemon.model import (
@@ -51,11 +52,13 @@ from daemon.rules import Rules
 from daemon.scanner import Scanner
 from daemon.stages.classify import ContainerLimits
 from daemon.stages.comment import comment_stage
+from daemon.stages.headers import read_headers
 from daemon.stages.identity import content_identity, mark_duplicate
 from daemon.stages.parse import parse_message
 from daemon.stages.received import determine_received
 from daemon.stages.scan import ScannerLike, scan_attachments, scan_message
 from daemon.stages.size import check_size, size_limit
+from daemon.stages.structure import StructureLimits
 from daemon.stages.texts import extract_texts
 from daemon.stages.verdicts import classify_attachments
 from daemon.store import records, refusals
@@ -99,6 +102,30 @@ class MessageFailure(Exception):
     """A stage crashed on this message's content (parser crash, extraction timeout …)."""
 
 
+class WatchdogExpired(Exception):
+    """The message spent its whole wall-clock budget in the stages (`[intake] message_budget_seconds`)."""
+
+
+_SCANS = frozenset({"scan", "scan_attachments"})  # clamd's time: not the message's budget
+
+
+def _fresh(work: Work) -> Work:
+    """What the record of an abandoned walk is made from: the arrival and what the first stages found (time,
+    window flags, the header fields), without the lists the abandoned stage thread may still be changing."""
+    return dataclasses.replace(work, reasons=[], flags=[f for f in work.flags if f in _WINDOW_FLAGS],
+                               attachments=[], body_parts=[], sources=[], comment_keys=[], defects=[],
+                               result={"comments": [], "submitter": {}, "texts": []}, timings={}, virus=None)
+
+
+_WINDOW_FLAGS = ("early", "late", "received_at_uncertain")
+_walk = threading.local()  # the watchdog clock of the message this thread is walking
+
+
+def _seconds_left() -> Callable[[], float] | None:
+    clock: MessageClock | None = getattr(_walk, "clock", None)
+    return clock.left if clock is not None else None
+
+
 @dataclass
 class Intake:
     config: Config
@@ -127,32 +154,45 @@ class Intake:
         """Every stage of one message, in order, all judging by the same `rules`."""
         return [
             ("received", lambda w: determine_received(w, rules)),
+            ("headers", read_headers),
             ("size", lambda w: check_size(w, rules)),
             ("duplicate", mark_duplicate),
             ("scan", lambda w: scan_message(w, self.scanner)),
-            ("parse", self._parse),
+            ("parse", lambda w: self._parse(w, rules)),
             ("scan_attachments", lambda w: scan_attachments(w, self.scanner)),
             ("classify", lambda w: classify_attachments(w, rules, self.limits)),
-            ("extract", extract_texts),
+            ("extract", lambda w: extract_texts(w, rules.limits, _seconds_left())),
             ("comment", lambda w: comment_stage(w, rules.comment)),
         ]
 
-    def _parse(self, work: Work) -> None:
+    def _parse(self, work: Work, rules: Rules | None = None) -> None:
         # The parse is the memory peak of a message (~3x its size): big ones take turns (daemon/budget.py).
         assert self.parse_budget is not None
         with self.parse_budget.hold(PARSE_FACTOR * len(work.arrival.raw)):
-            parse_message(work)
+            parse_message(work, StructureLimits.of((rules or self.rules).limits))
 
-    def _run_stages(self, work: Work, rules: Rules) -> None:
+    def _run_stages(self, work: Work, rules: Rules, clock: MessageClock | None = None) -> None:
+        _walk.clock = clock  # this thread walks this one message: the extraction's waits read its clock
         for name, stage in self.stage_list(rules):
-            if work.done:
+            if work.done or (clock is not None and clock.cancelled):
                 break
             started = time.perf_counter()
             try:
-                stage(work)
+                if clock is not None:
+                    clock.stage = name
+                with clock.paused() if clock is not None and name in _SCANS else contextlib.nullcontext():
+                    stage(work)
             except Exception as exc:  # a crash on this message's content, not on our infrastructure
                 raise MessageFailure(f"{name}:{exc.__class__.__name__}") from exc
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # a Rust parser's panic (pyo3 PanicException) is no Exception
+                raise MessageFailure(f"{name}:{exc.__class__.__name__}") from exc
             work.timings[name] = time.perf_counter() - started
+            if clock is not None and clock.left() <= 0 and not work.done:
+                # The budget ran out inside this stage (an extraction cut short by it): the same verdict as
+                # when the waiting worker gives up, never a record built on half-read content.
+                raise WatchdogExpired(f"watchdog:{name}")
             log.info("stage", stage=name, sha=(work.sha256 or "")[:12], size=work.size,
                      reasons=list(work.reasons), duration_ms=round(work.timings[name] * 1000, 2))
 
@@ -187,9 +227,11 @@ class Intake:
                     content_id=cid, size=len(arrival.raw) if downloaded else int(arrival.size or 0), known=known)
         action = "retry" if known.record_id is not None else "ingest"
         try:
-            self._run_stages(work, rules)
+            self._run_watched(work, rules)
         except MessageFailure as failure:
             return self._record_failure(work, action, str(failure))
+        except WatchdogExpired as expired:
+            return self._record_failure(_fresh(work), action, str(expired), final=True)
 
         # 3. The decision, and 4. the record.
         if known.first_id is not None and TOO_LARGE not in work.reasons:
@@ -204,6 +246,34 @@ class Intake:
         rid = records.commit_outcome(self.sessions, self.raw_store, work, status, known.record_id,
                                      action=action, attempts=known.attempts, alert=self._alert(work, status))
         return self._recorded(work, rid, status)
+
+    def _run_watched(self, work: Work, rules: Rules) -> None:
+        """The stages under the watchdog: they run in a thread of their own while this worker waits at most
+        `message_budget_seconds` (clamd's time not counted). Past it the message is given up at once; the stage
+        thread is told to stop at its next stage boundary (the stages are pure: it can write nothing), and an
+        extraction child it waits for is killed by the extraction's own wait, which the clock also caps."""
+        clock = MessageClock(self.config.message_budget_seconds)
+        failure: list[BaseException] = []
+
+        def walk() -> None:
+            try:
+                self._run_stages(work, rules, clock)
+            except BaseException as exc:  # handed to the waiting worker
+                failure.append(exc)
+
+        thread = threading.Thread(target=walk, name="intake-stages", daemon=True)
+        thread.start()
+        while True:
+            thread.join(timeout=min(1.0, max(0.01, clock.left())))
+            if not thread.is_alive():
+                break
+            if clock.left() <= 0:
+                clock.cancelled = True
+                log.error("watchdog", sha=(work.sha256 or "")[:12], size=work.size, stage=clock.stage,
+                          budget_s=clock.budget)
+                raise WatchdogExpired(f"watchdog:{clock.stage}")
+        if failure:
+            raise failure[0]
 
     def _record_duplicate(self, work: Work, known: Known) -> Outcome:
         """A duplicate is not scanned or opened again: it inherits the first record's scan verdict. A copy of
@@ -225,10 +295,11 @@ class Intake:
         return alert_for_status(status, work.received_at, work.size, work.reasons, work.virus, work.attachments,
                                 work.arrival.source)
 
-    def _record_failure(self, work: Work, action: str, error: str) -> Outcome:
-        """A stage crashed on this message's content: held for another try, rejected after max_attempts."""
+    def _record_failure(self, work: Work, action: str, error: str, final: bool = False) -> Outcome:
+        """A stage crashed on this message's content: held for another try, rejected after max_attempts (at once
+        when `final`: the watchdog's verdict, since another try would take as long)."""
         attempts = work.known.attempts + 1
-        status = REJECTED if attempts >= self.config.max_attempts else HELD
+        status = REJECTED if final or attempts >= self.config.max_attempts else HELD
         work.reasons = [PROCESSING_FAILED]
         work.comment_keys = []
         work.attachments = []

@@ -82,10 +82,10 @@ def _aware(data: Mapping[str, Any], key: str) -> dt.datetime:
     return value
 
 
-def _positive_int(data: Mapping[str, Any], key: str) -> int:
+def _positive_int(data: Mapping[str, Any], key: str, name: str | None = None) -> int:
     value = _get(data, key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise RulesError(f"{key}: must be a positive whole number, got {value!r}")
+        raise RulesError(f"{name or key}: must be a positive whole number, got {value!r}")
     return value
 
 
@@ -93,6 +93,31 @@ def _str_list(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise RulesError(f"{key}: must be a non-empty list of non-empty strings")
     return list(value)
+
+
+# -- bounds on every dimension of a message (issue 16), optional keys of [limits] ------------------------
+@dataclass(frozen=True)
+class InputLimits:
+    """What a hostile message may cost, each an optional key of [limits] with a safe default. A breach of the
+    first four rejects the mail (`malformed_structure`); of the others, cuts one text (`extraction_failed`,
+    `error: limit:<which>`)."""
+
+    max_mime_depth: int = 32  # multiparts and message/* inside each other
+    max_mime_parts: int = 1000  # header blocks: the message's own and every part's
+    max_header_fields: int = 1000  # fields in one header block
+    max_header_line_bytes: int = 32768  # one physical header line
+    max_html_chars: int = 5_000_000  # the HTML body given to text conversion
+    max_attachment_chars: int = 1_000_000  # text extracted from one attachment
+    max_message_chars: int = 2_000_000  # text of the body and every attachment together
+    max_sheet_cells: int = 200_000  # cells read from one sheet of a workbook
+
+    @classmethod
+    def from_rules(cls, limits: Mapping[str, Any]) -> InputLimits:
+        values: dict[str, int] = {}
+        for name in cls.__dataclass_fields__:
+            if name in limits:
+                values[name] = _positive_int(limits, name, f"limits.{name}")
+        return cls(**values)
 
 
 # -- the comment stage's part (R6–R11) ------------------------------------------------------------------
@@ -180,6 +205,7 @@ class Rules:
     allowed_kinds: dict[str, tuple[str, ...]]
     target_labels: dict[str, str]  # target id → the label staff see (本編, 別添)
     comment: CommentRules
+    limits: InputLimits = InputLimits()
 
     def window_flag(self, received_at: dt.datetime) -> str | None:
         """R2: 'early' / 'late' against the window (an aware datetime compares correctly in any zone)."""
@@ -228,6 +254,7 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
             allowed_kinds=kinds,
             target_labels=labels,
             comment=comment,
+            limits=InputLimits.from_rules(_table(data, "limits")),
         )
     except RulesError as exc:
         raise RulesError(f"{path}: {exc}") from None

@@ -16,6 +16,9 @@ class Extraction:
     decoder: str  # what produced the text ("docx", "xlsx", "xls", "doc-piece-table", ...)
     replaced: int  # characters that could not be decoded (U+FFFD)
     error: str | None = None  # short code when extraction failed; then text may be ""
+    # The class of what stopped the parser (e.g. PanicException from a Rust parser), for the one structured
+    # log event that replaces the child's raw stderr; never stored with the record.
+    error_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class ExtractLimits:
     max_output_chars: int = 2_000_000
     max_uncompressed: int = 200 * 1024 * 1024
     max_memory_bytes: int = 1024 * 1024 * 1024
+    max_sheet_cells: int = 200_000  # cells read from one sheet; more: the sheet is cut, error limit:sheet_cells
+    # Set per attachment by the caller when the message's own budget is smaller than max_output_chars:
+    # a cut then says limit:message_chars, not limit:attachment_chars.
+    message_chars_left: int | None = None
 
     @property
     def zip(self) -> ZipLimits:

@@ -17,6 +17,8 @@ from daemon.guards import BoundedZip, Deadline, ZipLimits
 
 from ._common import ExtractError, Extraction, open_zip, parse_xml
 
+DEFAULT_MAX_CELLS = 200_000
+CELLS_CUT = "limit:sheet_cells"
 A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
@@ -40,31 +42,38 @@ def cell_str(value: object) -> str:
     return str(value)
 
 
-def _calamine(data: bytes, deadline: Deadline) -> tuple[list[str], list[list[list[str]]]]:
+def _calamine(data: bytes, deadline: Deadline, max_cells: int) -> tuple[list[str], list[list[list[str]]], bool]:
+    """(lines, tables, cut): at most `max_cells` cells a sheet (whole rows of the sheet's width); a sheet with
+    more is cut there (a million-row sheet took the process tree to 923 MB read whole)."""
     import python_calamine
 
     lines: list[str] = []
     tables: list[list[list[str]]] = []
+    cut = False
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         for name in wb.sheet_names:
             deadline.check()
-            rows = wb.get_sheet_by_name(name).to_python()
+            sheet = wb.get_sheet_by_name(name)
+            nrows = max_cells // max(1, sheet.width)  # whole rows within the cell budget
+            rows = sheet.to_python(nrows=nrows + 1)
+            if len(rows) > nrows:
+                rows, cut = rows[:nrows], True
             table = [[cell_str(v) for v in row] for row in rows]
             while table and not any(table[-1]):
                 table.pop()
             if not table:
                 continue
             tables.append(table)
-            for row in table:
-                cells = [c for c in row if c]
+            for line in table:
+                cells = [c for c in line if c]
                 if cells:
                     lines.append("\t".join(cells))
     except ExtractError:
         raise
     except Exception as exc:  # calamine raises its own error types for malformed books
         raise ExtractError("corrupt") from exc
-    return lines, tables
+    return lines, tables, cut
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -87,14 +96,16 @@ def _xlsx_shapes(zf: BoundedZip) -> list[str]:
     return [line for line in out if line.strip()]
 
 
-def extract_xlsx(data: bytes, deadline: Deadline, zip_limits: ZipLimits) -> Extraction:
+def extract_xlsx(data: bytes, deadline: Deadline, zip_limits: ZipLimits,
+                 max_cells: int = DEFAULT_MAX_CELLS) -> Extraction:
     zf = open_zip(data, zip_limits, deadline)  # declared sizes are checked before calamine inflates
     if not any(n.startswith("xl/") for n in zf.names):
         raise ExtractError("corrupt")
-    lines, tables = _calamine(data, deadline)
+    lines, tables, cut = _calamine(data, deadline, max_cells)
     lines += _xlsx_shapes(zf)
     text = "\n".join(lines)
-    return Extraction(text=text, tables=tables, decoder="xlsx", replaced=text.count("\ufffd"))
+    return Extraction(text=text, tables=tables, decoder="xlsx", replaced=text.count("\ufffd"),
+                      error=CELLS_CUT if cut else None)
 
 
 # --- .xls -----------------------------------------------------------------------------------
@@ -157,9 +168,10 @@ def _xls_txo_texts(stream: bytes, deadline: Deadline) -> list[str]:
     return out
 
 
-def extract_xls(data: bytes, deadline: Deadline) -> Extraction:
+def extract_xls(data: bytes, deadline: Deadline, max_cells: int = DEFAULT_MAX_CELLS) -> Extraction:
     stream = _xls_workbook_stream(data)
     shapes = _xls_txo_texts(stream, deadline)  # also detects FILEPASS (encrypted)
-    lines, tables = _calamine(data, deadline)
+    lines, tables, cut = _calamine(data, deadline, max_cells)
     text = "\n".join(lines + shapes)
-    return Extraction(text=text, tables=tables, decoder="xls", replaced=text.count("\ufffd"))
+    return Extraction(text=text, tables=tables, decoder="xls", replaced=text.count("\ufffd"),
+                      error=CELLS_CUT if cut else None)

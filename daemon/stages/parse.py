@@ -13,14 +13,17 @@ from __future__ import annotations
 import binascii
 import email
 import email.policy
-import email.utils
 import re
 from collections.abc import Iterator
 from email.feedparser import BytesFeedParser
 from email.message import Message
 
-from daemon.decode import decode_filename, decode_header, part_text
-from daemon.model import MALFORMED, BodyPart, Part, Work
+from daemon.decode import decode_filename, part_text
+from daemon.model import MALFORMED, MALFORMED_STRUCTURE, BodyPart, Part, Work
+from daemon.stages.headers import header_text, read_identity
+from daemon.stages.structure import Breach, StructureLimits, measure
+
+DEFAULT_STRUCTURE = StructureLimits()
 
 # A header block starts with a field name and a colon (an mbox "From " line is tolerated).
 _FIRST_FIELD = re.compile(rb"^(From [^\r\n]*\r?\n)?[!-9;-~]+[ \t]*:")
@@ -36,45 +39,69 @@ def looks_like_mail(raw: bytes) -> bool:
 
 
 def leaves(msg: Message) -> Iterator[Message]:
-    """MIME leaves in order, without descending into message/rfc822 (it is one attachment)."""
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
-        for sub in msg.get_payload() or []:
-            if isinstance(sub, Message):
-                yield from leaves(sub)
-    else:
-        yield msg
+    """MIME leaves in order, without descending into message/rfc822 (it is one attachment). Iterative: the
+    depth is bounded by the structure check, but a walk should not need the call stack either."""
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        if part.is_multipart() and part.get_content_maintype() == "multipart":
+            subs = [sub for sub in (part.get_payload() or []) if isinstance(sub, Message)]
+            stack.extend(reversed(subs))
+        else:
+            yield part
+
+
+def _walk(msg: Message) -> Iterator[Message]:
+    """Every part, iteratively (Message.walk nests a generator per level)."""
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        yield part
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(reversed([sub for sub in payload if isinstance(sub, Message)]))
 
 
 def _is_attachment_disposition(part: Message) -> bool:
-    disp = (part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
+    disp = header_text(part.get("Content-Disposition")).split(";", 1)[0].strip().lower()
     return disp == "attachment"
 
 
 def _content_id(part: Message) -> str | None:
-    cid = part.get("Content-ID")
-    return str(cid).strip().strip("<>").strip() if cid else None
+    cid = header_text(part.get("Content-ID"))
+    return cid.strip("<>").strip() or None
 
 
-def parse_message(work: Work) -> None:
+def _refuse(work: Work, reason: str, detail: str | None = None) -> None:
+    work.add_reason(reason)
+    if detail:
+        work.defects = [detail]
+    work.done = True
+
+
+def parse_message(work: Work, limits: StructureLimits = DEFAULT_STRUCTURE) -> None:
     raw = work.arrival.raw
     if not looks_like_mail(raw):
-        work.add_reason(MALFORMED)
-        work.done = True
+        _refuse(work, MALFORMED)
         return
-    msg = message_from_bytes(raw)
+    # The shape first, on the bytes (issue 16): a mail too deep, too wide or with monstrous headers is a
+    # verdict in milliseconds, before the stdlib parser recurses or holds 10,000 parts.
+    shape = measure(raw, limits)
+    if isinstance(shape, Breach):
+        _refuse(work, MALFORMED_STRUCTURE, f"limit:{shape.which}")
+        return
+    try:
+        msg = message_from_bytes(raw)
+    except RecursionError:  # deeper than the structure check saw: the same verdict, never a crash
+        _refuse(work, MALFORMED_STRUCTURE, "limit:mime_depth")
+        return
     if not msg.keys():
-        work.add_reason(MALFORMED)
-        work.done = True
+        _refuse(work, MALFORMED)
         return
     # The parsed tree is not kept on `work`: for a 20 MB message it holds ~35 MB after the parse, and
     # the stages after this one need only the parts copied out below.
-    work.message_id = str(msg.get("Message-ID", "")).strip() or None
-    if msg.get("From") is not None:
-        _name, addr = email.utils.parseaddr(decode_header(msg.get("From", "")).text)
-        work.from_address = addr or None
-    if msg.get("Subject") is not None:
-        work.subject = decode_header(msg.get("Subject", "")).text
-    work.defects = sorted({d.__class__.__name__ for p in msg.walk() for d in getattr(p, "defects", [])})
+    read_identity(msg, work)
+    work.defects = sorted({d.__class__.__name__ for p in _walk(msg) for d in getattr(p, "defects", [])})
 
     all_leaves = list(leaves(msg))
     # The cid: references of the HTML bodies decide which images are inline (R4a).

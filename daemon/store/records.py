@@ -7,7 +7,9 @@ it returns.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -112,10 +114,43 @@ def commit_outcome(
     the caller) in one transaction."""
     quarantined = status == QUARANTINED or quarantine_raw
     raw_area: str | None = None
+    written: Path | None = None  # a raw file this attempt created (not one an earlier record owns)
     if work.sha256 is not None:
-        raw_store.put(work.arrival.raw, quarantined=quarantined)
+        existed = raw_store.locate(work.sha256) is not None
+        _digest, path = raw_store.put(work.arrival.raw, quarantined=quarantined)
+        written = None if existed else path
         raw_area = "quarantine" if quarantined else "raw"
+    try:
+        record_id = _write_record(sessions, work, status, existing_id, action, duplicate_of, attempts, last_error,
+                                  raw_area, alert)
+    except BaseException:
+        if written is not None and work.sha256 is not None:
+            _discard_orphan(sessions, written, work.sha256)
+        raise
+    # A record that was held with its bytes in raw/ and is now quarantined: move the evidence apart.
+    if quarantined and work.sha256 is not None:
+        raw_store.move(work.sha256, quarantined=True)
+    return record_id
 
+
+def _discard_orphan(sessions: sessionmaker[Session], path: Path, sha256: str) -> None:
+    """The transaction failed after this attempt wrote the raw file (issue 16.7): remove the file unless some
+    record uses that SHA-256 (another daemon may have committed the same bytes meanwhile). When the database
+    cannot even be asked, the file stays: an orphan is swept later, lost evidence is never recovered."""
+    try:
+        with sessions() as session:
+            used = session.scalars(select(Message.id).where(Message.sha256 == sha256).limit(1)).first()
+    except Exception:
+        return
+    if used is None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _write_record(sessions: sessionmaker[Session], work: Work, status: str, existing_id: int | None, action: str,
+                  duplicate_of: int | None, attempts: int | None, last_error: str | None, raw_area: str | None,
+                  alert: Draft | None) -> int:
+    """The record, its attachments, comment keys, event and alert: one transaction."""
     with sessions.begin() as session:
         if existing_id is not None:
             msg = session.get(Message, existing_id, options=[selectinload(Message.attachments)])
@@ -144,7 +179,7 @@ def commit_outcome(
         msg.from_address = work.from_address
         msg.subject = work.subject
         msg.defects = list(work.defects)
-        msg.result = dict(work.result)
+        msg.result = {**work.result, "date": work.date_header} if work.date_header else dict(work.result)
         if imap:
             msg.imap_account = imap.get("account")
             msg.imap_mailbox = imap.get("mailbox")
@@ -172,10 +207,7 @@ def commit_outcome(
             add_alert(session, alert.for_record(msg.id))
         session.add(Event(message_pk=msg.id, at=now_utc(), action=action, status=status,
                           reasons=list(work.reasons), actor="intake", note=last_error))
-        record_id = msg.id
-    # A record that was held with its bytes in raw/ and is now quarantined: move the evidence apart.
-    if quarantined and work.sha256 is not None:
-        raw_store.move(work.sha256, quarantined=True)
+        record_id: int = msg.id
     return record_id
 
 
@@ -202,6 +234,8 @@ def to_contract(msg: Message) -> dict[str, Any]:
         "size": msg.size,
         "sha256": msg.sha256,
         "message_id": msg.message_id,
+        "subject": msg.subject,
+        "from": msg.from_address,
         "virus": msg.virus,
         "attachments": [
             {

@@ -373,7 +373,7 @@ def test_unknown_format() -> None:
 def test_output_is_cut_to_the_limit() -> None:
     limits = ExtractLimits(max_output_chars=100)
     result = extract((("あ" * 50 + "\n") * 10).encode("utf-8"), "text", "txt", limits)
-    assert result.error == "too_large"
+    assert result.error == "limit:attachment_chars"
     assert len(result.text) == 100
 
 

@@ -18,7 +18,8 @@ from daemon.rules import load_rules
 from conftest import RULES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-ORDER = ["received", "size", "duplicate", "scan", "parse", "scan_attachments", "classify", "extract", "comment"]
+ORDER = ["received", "headers", "size", "duplicate", "scan", "parse", "scan_attachments", "classify", "extract",
+         "comment"]
 
 
 def intake_without_services(tmp_path: Path) -> Intake:

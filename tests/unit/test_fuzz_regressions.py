@@ -1,0 +1,31 @@
+"""Every crash the fuzzer found (fuzz/crashes/<target>-<name>) is replayed through its target: each must now
+pass. Memory blow-ups inside a third-party parser ("-oom-") are bounded by the extraction child instead:
+tests/integration/test_fuzz.py runs those through `extract`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fuzz.targets import ROOT, TARGETS, crash_target, seeds
+
+CRASHES = sorted(p for p in (ROOT / "fuzz" / "crashes").glob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("path", [p for p in CRASHES if "-oom-" not in p.name], ids=lambda p: p.name)
+def test_a_saved_crash_no_longer_crashes_its_target(path: Path) -> None:
+    target = crash_target(path)
+    assert target is not None, f"{path.name}: name it <target>-<what>"
+    TARGETS[target](path.read_bytes())
+
+
+def test_every_target_has_seeds() -> None:
+    for target in TARGETS:
+        assert seeds(target), target
+
+
+@pytest.mark.parametrize("target", ["parse", "classify"])
+def test_the_seeds_pass_their_target(target: str) -> None:
+    for seed in seeds(target):
+        TARGETS[target](seed)
