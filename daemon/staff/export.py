@@ -32,7 +32,6 @@ WRAPPED = {"意見提出者", "該当箇所", "意見", "要旨", "flags"}
 MASK = "＊＊＊"
 ANONYMOUS_ORG = "法人・団体（匿名希望）"
 INDIVIDUAL = "個人"
-_MAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE_RE = re.compile(r"(?<![0-9０-９])[0０][0-9０-９]{1,4}[-‐－ー−()（）\s]{0,2}[0-9０-９]{1,4}"
                        r"[-‐－ー−()（）\s]{1,2}[0-9０-９]{3,4}(?![0-9０-９])")
 _GAP = "[ \t\u3000]*"  # a name written with or without its space(s)
@@ -137,9 +136,7 @@ def redact(text: str, values: Iterable[str]) -> str:
         out.append(MASK)
         last = b
     out.append(text[last:])
-    text = "".join(out)
-    text = _MAIL_RE.sub(MASK, text)
-    return _PHONE_RE.sub(MASK, text)
+    return _PHONE_RE.sub(MASK, "".join(out))
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 
 from daemon.staff.export import MASK, name_parts, private_values, redact
 from daemon.staff.query import Item
+from daemon.stages.comment.normalize import mask_links
 from daemon.stages.comment.personal import spans
 
 
@@ -72,3 +73,24 @@ def test_the_sender_and_an_organisation_that_asked_for_anonymity() -> None:
     assert redact("株式会社ヒミツとして", anon) == f"{MASK}として"
     public = private_values(item({"kind": "organization", "organization": "株式会社オープン"}))
     assert redact("株式会社オープンとして", public) == "株式会社オープンとして"
+
+
+@pytest.mark.parametrize("unit", ["市", "三条", "1-", "0", "0-", "１２３４", "a.b", "Ab ", "Minato-ku, ",
+                                  "霞が関1丁目"])
+def test_the_patterns_are_linear(unit: str) -> None:
+    # hostile runs (issue 16: no worse than linear): four times the input must not cost sixteen times the time
+    import time
+
+    def cost(n: int) -> float:
+        text = unit * n + "@x"
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            spans(text)
+            redact(text, ["山田"])
+            mask_links(text)  # the comment stage's own mail pattern
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    small, large = cost(1500), cost(6000)
+    assert large < 8 * small + 0.02, (unit, small, large)

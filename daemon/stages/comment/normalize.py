@@ -94,7 +94,7 @@ def count_chars(text: str) -> int:
 
 
 _URL_RE = re.compile(r"(?:https?|ftp)://[^\s<>\"'、。）)]+|www\.[^\s<>\"'、。）)]+", re.IGNORECASE)
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")  # from a run's start only: linear
 
 
 def mask_links(s: str) -> str:

@@ -28,12 +28,14 @@ ROMAN_PREFECTURES = (
 
 _D = "[0-9０-９]"
 _DASH = "[-‐‑‒–—―−－ーｰ]"
-_NUM = f"(?:{_D}+|[一二三四五六七八九十〇]+)"
+_NUM = f"(?:{_D}{{1,6}}|[一二三四五六七八九十〇]{{1,4}})"
 _SEP = "[ \\t\u3000]"
 
 _LOCAL = r"[A-Za-z0-9._%+\-Ａ-Ｚａ-ｚ０-９．＿－]+"
 _LABEL = r"[A-Za-z0-9\-Ａ-Ｚａ-ｚ０-９－]+"
-MAIL_RE = re.compile(rf"{_LOCAL}[ \t]*[@＠][ \t]*{_LABEL}(?:[.．]{_LABEL})+")
+# starts only where a run of address characters starts: a long run without "@" is scanned once, not once per
+# character
+MAIL_RE = re.compile(rf"(?<![A-Za-z0-9._%+\-Ａ-Ｚａ-ｚ０-９．＿－]){_LOCAL}[ \t]*[@＠][ \t]*{_LABEL}(?:[.．]{_LABEL})+")
 # A candidate phone number: a leading 0 or +, then digit groups with short separators; kept when it holds
 # 10–15 digits (Japanese numbers have 10 or 11, international ones up to 15).
 _PHONE_CAND = re.compile(
@@ -45,31 +47,33 @@ POSTAL_RE = re.compile(
 )
 # 都道府県・市区町村・丁目・番地: a municipality (after an optional prefecture), a few place-name characters and a
 # block number (1丁目2番3号, 1-2-3, 4番地), then the building up to a space or punctuation.
-_PLACE = "(?:[\u4e00-\u9fff々〆ヵヶケ\u30a1-\u30fa\u30fcがのつ]|" + _NUM + "[条線丁])"
-_MUNI = f"{_PLACE}{{1,8}}?[市区町村郡]"
+# Every quantifier below is bounded and no two adjacent pieces can take the same characters in many ways, so a
+# match costs at most a constant per starting position (a run of 市市市… must not backtrack exponentially).
+_PLACE = "(?:[\u4e00-\u9fff々〆ヵヶケ\u30a1-\u30fa\u30fcがのつ]|[0-9０-９]{1,4}[条線丁])"
+_MUNI = f"{_PLACE}{{1,8}}?[市区町村郡](?:{_PLACE}{{1,6}}?[区町村郡])?"
 _BLOCK = (
     f"(?:{_NUM}丁目(?:{_SEP}*{_NUM}(?:番地?|{_DASH}))?(?:{_SEP}*{_NUM}号?)?"
     f"|{_NUM}番地?(?:{_SEP}*{_NUM}号?)?"
-    f"|{_D}+(?:{_DASH}{_D}+){{1,3}}号?)"
+    f"|{_D}{{1,6}}(?:{_DASH}{_D}{{1,6}}){{1,3}}号?)"
 )
 _PREF = "(?:" + "|".join(PREFECTURES) + ")"
 _BUILDING = "[^\\s、。,，;；:：()（）「」『』【】\u3041-\u3096]{0,30}"  # the building: no hiragana (に住む)
 ADDRESS_JA_RE = re.compile(
-    f"{_PREF}?(?:{_MUNI})+{_PLACE}{{0,12}}?{_SEP}*{_BLOCK}{_BUILDING}"
-    f"|{_PREF}(?:{_MUNI})+"
+    f"{_PREF}?{_MUNI}{_PLACE}{{0,12}}?{_SEP}{{0,2}}{_BLOCK}{_BUILDING}"
+    f"|{_PREF}{_MUNI}"
     f"|{_PLACE}{{0,6}}?{_NUM}丁目(?:{_SEP}*{_NUM}番地?)?(?:{_SEP}*{_NUM}号)?"
 )
 _RWORD = "[A-Z][a-z]+(?:[- ][A-Z][a-z]+)?"
 _RPREF = "(?:" + "|".join(ROMAN_PREFECTURES) + ")(?:-(?:to|fu|ken))?"
-_RNUM = r"\d+(?:-\d+){1,3}"
-_RTAIL = rf"(?:,?[ \t]*(?:{_RPREF}|Japan|JAPAN|\d{{3}}-\d{{4}})\b)*"
+_RNUM = r"[0-9]{1,5}(?:-[0-9]{1,5}){1,3}"
+_RTAIL = rf"(?:,?[ \t]{{0,3}}(?:{_RPREF}|Japan|JAPAN|[0-9]{{3}}-[0-9]{{4}})\b){{0,4}}"
 ADDRESS_ROMAN_RE = re.compile(
     # 1-2-3 Roppongi, Minato-ku, Tokyo 106-0032 / Minato City, Tokyo
-    rf"(?:(?:{_RNUM}|\d+),?[ \t]+)?(?:{_RWORD},?[ \t]+){{0,3}}"
+    rf"(?<![0-9A-Za-z\-])(?:(?:{_RNUM}|[0-9]{{1,5}}),?[ \t]{{1,3}})?(?:{_RWORD},?[ \t]{{1,3}}){{0,3}}"
     rf"(?:[A-Z][a-z]+-(?:ku|shi|cho|machi|gun|mura|son|ken|fu|to)\b|[A-Z][a-z]+[ \t](?:City|Ward|Town|Village)\b)"
     rf"{_RTAIL}"
     # 1-2-3 Roppongi, Tokyo
-    rf"|{_RNUM},?[ \t]+(?:{_RWORD},?[ \t]+){{0,3}}{_RPREF}\b{_RTAIL}"
+    rf"|(?<![0-9A-Za-z\-]){_RNUM},?[ \t]{{1,3}}(?:{_RWORD},?[ \t]{{1,3}}){{0,3}}{_RPREF}\b{_RTAIL}"
 )
 
 
