@@ -149,8 +149,11 @@ def leaf_bytes(leaf: Message) -> bytes:
     """The decoded content of a leaf. Base64 (the usual attachment) is decoded in one step: the stdlib splits
     it into a bytes object per line first (89 MB at the peak for 20 MB). Anything binascii refuses (bad
     padding, 8-bit bytes) goes the stdlib's way; tests/test_parse_memory.py checks the results agree."""
-    if (leaf.get("Content-Transfer-Encoding") or "").strip().lower() == "base64":
-        payload = leaf.get_payload()
+    if header_text(leaf.get("Content-Transfer-Encoding")).lower() == "base64":
+        try:
+            payload = leaf.get_payload()
+        except (ValueError, LookupError):  # the stdlib looks the charset up here: "utf\x00" raises (fuzz)
+            payload = None
         if isinstance(payload, str):
             try:
                 return binascii.a2b_base64(payload.encode("ascii"))
@@ -161,7 +164,7 @@ def leaf_bytes(leaf: Message) -> bytes:
 
 
 def _rfc822_bytes(leaf: Message) -> bytes:
-    payload = leaf.get_payload()
+    payload = leaf.get_payload() if leaf.is_multipart() else None
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return payload[0].as_bytes()
     data = leaf.get_payload(decode=True)

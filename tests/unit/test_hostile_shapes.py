@@ -136,3 +136,13 @@ def test_limits_are_rules_keys_validated_with_defaults() -> None:
     data["limits"]["max_sheet_cells"] = 0
     with pytest.raises(RulesError, match=r"limits\.max_sheet_cells: must be a positive whole number"):
         parse_rules(data)
+
+
+def test_a_nul_in_a_charset_parameter_is_no_crash() -> None:
+    # Found by the fuzzer (fuzz/crashes/parse-nul-in-charset-1.eml): the stdlib looks the charset up while
+    # handing out a base64 payload, and "utf\x00" raised ValueError out of the parse stage.
+    raw = (b"From: a@example.jp\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b'Content-Type: text/plain; charset="utf\x00-8"; name=a.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+           b"5pys57eo\r\n--b--\r\n")
+    work = parsed(raw)
+    assert not work.done and work.attachments[0].data == "本編".encode()
