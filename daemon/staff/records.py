@@ -107,21 +107,11 @@ def _code_in(column: Any, code: str) -> ColumnElement[bool]:
     return cast(column, String).like(f'%"{code}"%')
 
 
-def _kind_expr(dialect: str) -> ColumnElement[str]:
-    kind = Message.result[("submitter", "kind")].as_string()
-    return func.coalesce(kind, "unknown")
-
-
-def _target_clause(dialect: str, target: str, n: int) -> tuple[ColumnElement[bool], dict[str, Any]]:
-    if dialect == "postgresql":
-        sql = (f"EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(messages.result->'comments')"
-               f" = 'array' THEN messages.result->'comments' END) AS c,"
-               f" json_array_elements_text(CASE WHEN json_typeof(c->'targets') = 'array' THEN c->'targets' END)"
-               f" AS t WHERE t = :t{n})")
-    else:
-        sql = (f"EXISTS (SELECT 1 FROM json_each(messages.result, '$.comments') AS c,"
-               f" json_each(c.value, '$.targets') AS t WHERE c.type = 'object' AND t.value = :t{n})")
-    return text(sql).bindparams(**{f"t{n}": target}), {}  # type: ignore[return-value]
+def _facet(name: str, value: str) -> ColumnElement[bool]:
+    """Records with this submitter kind / target: `record_facets`, kept by the database's triggers (0008)."""
+    facets = select(text("message_pk")).select_from(text("record_facets")).where(
+        text(f"facet = :facet_{name}").bindparams(**{f"facet_{name}": f"{name}:{value}"}))
+    return Message.id.in_(facets)
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -139,10 +129,9 @@ def conditions(session: Session, f: ListFilters) -> tuple[list[Any], dict[str, A
     if f.flag:
         where.append(_code_in(Message.flags, f.flag))
     if f.kind:
-        where.append(_kind_expr(dialect) == f.kind)
+        where.append(_facet("kind", f.kind))
     if f.target:
-        clause, _ = _target_clause(dialect, f.target, 0)
-        where.append(clause)
+        where.append(_facet("target", f.target))
     if f.since:
         where.append(Message.received_at >= _day_start(f.since))
     if f.until:
@@ -175,8 +164,12 @@ def list_page(session: Session, f: ListFilters, page: int = 1, newest_first: boo
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
     order = (Message.received_at.desc(), Message.id.desc()) if newest_first else (Message.received_at, Message.id)
-    msgs = list(session.scalars(select(Message).where(*where).order_by(*order)
-                                .limit(per_page).offset((page - 1) * per_page), params))
+    # The page's ids first (an index walk over (received_at, id)), then those 50 records: a page deep in the
+    # log never reads the records it skips.
+    ids = list(session.scalars(select(Message.id).where(*where).order_by(*order)
+                               .limit(per_page).offset((page - 1) * per_page), params))
+    found = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))} if ids else {}
+    msgs = [found[i] for i in ids if i in found]
     counts: dict[int, int] = {}
     if msgs:
         counts = dict(session.execute(  # type: ignore[arg-type]
