@@ -109,7 +109,7 @@ class InputLimits:
     max_html_chars: int = 5_000_000  # the HTML body given to text conversion
     max_attachment_chars: int = 1_000_000  # text extracted from one attachment
     max_message_chars: int = 2_000_000  # text of the body and every attachment together
-    max_sheet_cells: int = 200_000  # cells read from one sheet of a workbook
+    max_sheet_cells: int = 100_000  # cells read from one sheet of a workbook
 
     @classmethod
     def from_rules(cls, limits: Mapping[str, Any]) -> InputLimits:

@@ -29,7 +29,7 @@ class ExtractLimits:
     # The child's address space: beside the daemon's own ~250 MB at the worst (a 20 MiB message) the process
     # tree stays under 512 MB (issue 16; BENCHMARKS.md "Hostile input"). A 100,000-row sheet needs < 256 MiB.
     max_memory_bytes: int = 384 * 1024 * 1024
-    max_sheet_cells: int = 200_000  # cells read from one sheet; more: the sheet is cut, error limit:sheet_cells
+    max_sheet_cells: int = 100_000  # cells read from one sheet; more: the sheet is cut, error limit:sheet_cells
     # Set per attachment by the caller when the message's own budget is smaller than max_output_chars:
     # a cut then says limit:message_chars, not limit:attachment_chars.
     message_chars_left: int | None = None

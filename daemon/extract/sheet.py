@@ -17,7 +17,7 @@ from daemon.guards import BoundedZip, Deadline, ZipLimits
 
 from ._common import ExtractError, Extraction, open_zip, parse_xml
 
-DEFAULT_MAX_CELLS = 200_000
+DEFAULT_MAX_CELLS = 100_000
 CELLS_CUT = "limit:sheet_cells"
 A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
