@@ -381,8 +381,8 @@ def check_orphans(config: Config) -> Iterator[Result]:
 
 # Further checks register here, each yielding Results for a config.
 EXTRA_CHECKS: list[Callable[[Config], Iterator[Result]]] = [check_imap, check_alerts]
-EXTRA_CHECKS.extend([check_service, check_lmtp, check_database_modes, check_orphans])  # issue 15
 EXTRA_CHECKS.append(check_web)
+EXTRA_CHECKS.extend([check_service, check_lmtp, check_database_modes, check_orphans])  # issue 15
 
 
 def run_checks(config_path: str | None) -> list[Result]:
