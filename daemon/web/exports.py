@@ -51,7 +51,7 @@ def download(request: Request) -> Response:
         ex.write_xlsx(buf, table, st, public)
         data = buf.getvalue()
     else:
-        data = ex.csv_bytes(table)
+        data = ex.csv_bytes(table, public=public)
     day = jst.today().isoformat()
     name = f"意見一覧_{label.split('（')[0]}_{day}.{fmt}"
     return Response(data, media_type=FORMATS[fmt],
