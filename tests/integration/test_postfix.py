@@ -214,7 +214,11 @@ def test_a_database_failure_gives_451_and_postfixs_retry_is_recorded_once(
         sent = japanese_mail(2)
         mta.send(sent)
         wait_for(lambda: len(deliveries(mta, "deferred")) >= 2, 60, "451s and Postfix's retries")
-        assert all("said: 451 4.3.0" in line for line in deliveries(mta, "deferred"))
+        deferred = deliveries(mta, "deferred")
+        # Each deferral is the intake's own temporary refusal (451 4.3.0, or another 4xx it answered), or Postfix
+        # holding the destination back for a while after one; at least one is the 451 of the database failure.
+        assert any("said: 451 4.3.0" in line for line in deferred), deferred
+        assert all("said: 4" in line or "delivery temporarily suspended" in line for line in deferred), deferred
         assert records(engine) == []
         _fault(engine, on=False)
         mta.flush()
