@@ -142,21 +142,28 @@ def test_the_watchdog_stops_a_real_slow_extraction(intake: Intake) -> None:
 
 
 def test_a_failed_ingest_leaves_no_orphan_raw_file(intake: Intake) -> None:
-    if not intake.config.database_url.startswith("sqlite"):
-        pytest.skip("the failure is made with an SQLite trigger")
     first = ingest(intake, hostile.many_attachments(1, body="先に届いた意見。"))
     engine = intake.sessions.kw["bind"]
+    sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as conn:  # a real database refusing the write (as a locked or immutable one would)
-        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no'); END"))
+        if sqlite:
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no'); END"))
+        else:
+            conn.execute(text("CREATE OR REPLACE FUNCTION intake_refuse() RETURNS trigger AS "
+                              "$$ BEGIN RAISE EXCEPTION 'no'; END $$ LANGUAGE plpgsql"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW "
+                              "EXECUTE FUNCTION intake_refuse()"))
     fresh = hostile.many_attachments(1, body="後から届いた意見。")
     sha = hashlib.sha256(fresh).hexdigest()
-    with pytest.raises(StorageError):
-        intake.process(Arrival(raw=fresh, source="ingest"))
-    assert intake.raw_store.locate(sha) is None  # no orphan
-    with pytest.raises(StorageError):  # the same bytes as a recorded mail: its file stays
-        intake.process(Arrival(raw=hostile.many_attachments(1, body="先に届いた意見。"), source="ingest"))
-    assert intake.raw_store.locate(first["sha256"]) is not None
-    with engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse"))
+    try:
+        with pytest.raises(StorageError):
+            intake.process(Arrival(raw=fresh, source="ingest"))
+        assert intake.raw_store.locate(sha) is None  # no orphan
+        with pytest.raises(StorageError):  # the same bytes as a recorded mail: its file stays
+            intake.process(Arrival(raw=hostile.many_attachments(1, body="先に届いた意見。"), source="ingest"))
+        assert intake.raw_store.locate(first["sha256"]) is not None
+    finally:  # the PostgreSQL database is shared by the session's tests: never leave the trigger behind
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER IF EXISTS refuse" if sqlite else "DROP TRIGGER IF EXISTS refuse ON events"))
     assert ingest(intake, fresh)["status"] == "accepted"
     assert intake.raw_store.locate(sha) is not None
