@@ -4,13 +4,15 @@ INTAKE_TEST_POSTGRES_URL is set (CI sets it), the real PostgreSQL — every DB t
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from daemon import logs
 from daemon.config import PACKAGE_ROOT, Config, ScanConfig
@@ -19,6 +21,7 @@ from daemon.rules import load_rules
 from daemon.store import migrate
 from daemon.store.db import make_engine
 from devkit.clamd import Clamd
+from devkit.dovecot import Dovecot
 
 CORPUS = (PACKAGE_ROOT.parent / "shared" / "corpus" / "real").resolve()
 if not CORPUS.exists():
@@ -105,3 +108,26 @@ def intake(config: Config) -> Iterator[Intake]:
     it.raw_store.init()
     yield it
     it.sessions.kw["bind"].dispose()
+
+
+def dovecot_dir() -> Path:
+    """Outside pytest's tmp tree: pytest resets /tmp/pytest-of-<user> to 0700 whenever a run starts, and
+    Dovecot's auth and mail processes (other users) must traverse every folder above their files."""
+    return Path(tempfile.mkdtemp(prefix="intake-test-dovecot-"))
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A throwaway Dovecot with an empty mailbox, for one test."""
+    server = Dovecot(dovecot_dir())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def engine(config: Config) -> Iterator[Engine]:
+    eng = make_engine(config.database_url)
+    yield eng
+    eng.dispose()

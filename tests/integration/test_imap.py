@@ -19,10 +19,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from daemon.store.db import Event, Message, ServiceHealth, make_engine
 from devkit.clamd import Clamd, eicar
 from devkit.dovecot import Dovecot, free_port
 
-from conftest import RULES
+from conftest import RULES, dovecot_dir
 from mails import IN_WINDOW, mail
 
 PY = sys.executable
@@ -193,28 +192,6 @@ def assert_exactly_once(engine: Engine, sent: list[bytes]) -> list[Any]:
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-def dovecot_dir() -> Path:
-    """Outside pytest's tmp tree: pytest resets /tmp/pytest-of-<user> to 0700 whenever a run starts, and
-    Dovecot's auth and mail processes (other users) must traverse every folder above their files."""
-    return Path(tempfile.mkdtemp(prefix="intake-test-dovecot-"))
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot(dovecot_dir())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def engine(config: Config) -> Iterator[Engine]:
-    eng = make_engine(config.database_url)
-    yield eng
-    eng.dispose()
-
-
 @pytest.fixture
 def sqlite_config(tmp_path: Path, clamd: Clamd) -> Config:
     """For the tests that are not about the database: SQLite only."""

@@ -26,7 +26,7 @@ from test_imap import Daemon, intake_cli, wait_for
 
 from daemon.config import Config
 from daemon.stages.identity import content_identity
-from daemon.store.db import Alert, DoorRefusal, Message, make_engine, make_sessionmaker
+from daemon.store.db import Alert, DoorRefusal, Message, make_sessionmaker
 from daemon.store.orphans import find_orphans
 from daemon.store.raw import RawStore
 from devkit.clamd import Clamd
@@ -44,13 +44,6 @@ def workdir() -> Iterator[Path]:
     path = postfix_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def engine(config: Config) -> Iterator[Engine]:
-    eng = make_engine(config.database_url)
-    yield eng
-    eng.dispose()
 
 
 def daemon_config(workdir: Path, tmp_path: Path, config: Config, clamd: Clamd) -> Path:

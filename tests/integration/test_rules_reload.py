@@ -10,19 +10,16 @@ import email.policy
 import json
 import os
 import re
-import shutil
 import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from daemon.config import Config
@@ -70,16 +67,6 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    # Outside pytest's tmp tree: Dovecot's processes (other users) must traverse every folder above their files.
-    server = Dovecot(Path(tempfile.mkdtemp(prefix="intake-test-dovecot-")))
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def test_sighup_replaces_window_labels_and_threshold_for_imap_and_lmtp_at_once(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import socket
 import tempfile
@@ -27,11 +26,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from test_imap import Daemon, count, dovecot_dir, tiny, wait_for, write_config
+from test_imap import Daemon, count, tiny, wait_for, write_config
 from test_lmtp import RCPT, Client
 
 from daemon.config import Config
-from daemon.store.db import ImapClaim, Message, make_engine
+from daemon.store.db import ImapClaim, Message
 from devkit.clamd import Clamd
 from devkit.dovecot import Dovecot
 
@@ -72,22 +71,6 @@ class Notify:
 def sockdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="stop-", dir="/tmp") as d:
         yield Path(d)
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot(dovecot_dir())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def engine(config: Config) -> Iterator[Engine]:
-    eng = make_engine(config.database_url)
-    yield eng
-    eng.dispose()
 
 
 def lmtp_config(tmp_path: Path, config: Config, clamd: Clamd, socket_path: Path, dovecot: Dovecot | None = None,
