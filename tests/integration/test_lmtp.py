@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -565,6 +566,32 @@ async def test_a_live_socket_is_not_taken_over_and_a_stale_one_is(intake: Intake
     stale.close()
     servers = await start_lmtp(intake, cfg)
     await stop_lmtp(servers)
+
+
+async def test_the_socket_appears_only_with_its_mode_set(intake: Intake, sockdir: Path) -> None:
+    # Postfix connecting in the moment between bind and chmod was refused (EACCES) and deferred the mail.
+    # A thread watches the path from before the start and records the mode it had when it first appeared.
+    path = sockdir / "lmtp.sock"
+    seen: list[int] = []
+    started = threading.Event()
+
+    def watch() -> None:
+        started.set()
+        while not seen:
+            try:
+                seen.append(os.lstat(path).st_mode & 0o777)
+            except FileNotFoundError:
+                continue
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started.wait()
+    async with serving(intake, sockdir, smtp_enabled=False, port=0) as cfg:
+        assert Path(cfg.socket) == path
+        watcher.join(10)
+        assert seen == [0o660]
+        assert sorted(p.name for p in sockdir.iterdir()) == ["lmtp.sock"]  # no temporary name left behind
+    assert not path.exists()  # removed on stop, under its real name
 
 
 @pytest.fixture(autouse=True)

@@ -240,6 +240,38 @@ def _clear_stale_socket(path: Path) -> None:
     raise ListenerError(f"lmtp.socket: {path} is in use by another process")
 
 
+def _bind_unix(path: Path, mode: int, group: str) -> socket.socket:
+    """A listening socket that appears at `path` only once its mode and group are right: bound under a
+    temporary name, then renamed into place. Created in place, the MTA could connect in the moment
+    between bind and chmod and be refused (EACCES), which it reports as a deferral."""
+    gid = -1
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ListenerError(f"lmtp.socket_group: group {group!r} does not exist") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(tmp))
+        os.chmod(tmp, mode)
+        if gid != -1:
+            os.chown(tmp, -1, gid)
+        sock.listen(100)
+        os.rename(tmp, path)
+    except BaseException:
+        sock.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    sock.setblocking(False)
+    _unix_paths[sock.fileno()] = str(path)
+    return sock
+
+
+_unix_paths: dict[int, str] = {}  # listening fd -> the path it was renamed to (getsockname keeps the old name)
+
+
 async def start_lmtp(
     intake: Intake,
     config: LmtpConfig,
@@ -265,14 +297,9 @@ async def start_lmtp(
             if not path.parent.is_dir():
                 raise ListenerError(f"lmtp.socket: folder {path.parent} does not exist")
             _clear_stale_socket(path)
-            server = await loop.create_unix_server(lmtp_factory("lmtp-unix"), path=str(path))
+            sock = _bind_unix(path, config.socket_mode, config.socket_group)
+            server = await loop.create_unix_server(lmtp_factory("lmtp-unix"), sock=sock)
             servers.append(server)
-            os.chmod(path, config.socket_mode)
-            if config.socket_group:
-                try:
-                    os.chown(path, -1, grp.getgrnam(config.socket_group).gr_gid)
-                except KeyError:
-                    raise ListenerError(f"lmtp.socket_group: group {config.socket_group!r} does not exist") from None
             log.info("listening", listener="lmtp-unix", path_kind="unix", size=size_limit(intake.rules))
         if config.enabled and config.port:
             servers.append(await loop.create_server(lmtp_factory("lmtp-tcp"), host=config.host, port=config.port))
@@ -297,8 +324,8 @@ async def stop_lmtp(servers: list[asyncio.AbstractServer], grace: float = 60.0) 
     """Close the listeners (no new connections), let the transactions whose DATA has ended get their
     reply (up to `grace` seconds), and remove the Unix socket files. Idle connections are left to
     the loop's shutdown: an MTA retries whatever was not answered."""
-    paths = [sock.getsockname() for server in servers for sock in (server.sockets or ())
-             if sock.family == socket.AF_UNIX]
+    paths = [_unix_paths.pop(sock.fileno(), sock.getsockname()) for server in servers
+             for sock in (server.sockets or ()) if sock.family == socket.AF_UNIX]
     for server in servers:
         server.close()
     for server in servers:
