@@ -15,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from daemon.outline import Outline, OutlineError, parse_outline
 
 KNOWN_KINDS = ("word", "excel", "text", "ichitaro")
 # R7: the submitter fields of the 意見書, each with its labels in [fields].
@@ -206,6 +208,8 @@ class Rules:
     target_labels: dict[str, str]  # target id → the label staff see (本編, 別添)
     comment: CommentRules
     limits: InputLimits = InputLimits()
+    title: str = ""  # [consultation] title: the draft's name, for the result document
+    outline: Outline = field(default_factory=Outline)  # [outline]: the result document's sections (daemon/outline.py)
 
     def window_flag(self, received_at: dt.datetime) -> str | None:
         """R2: 'early' / 'late' against the window (an aware datetime compares correctly in any zone)."""
@@ -245,6 +249,13 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
         max_bytes = _positive_int(data, "limits.max_message_bytes")
         comment = CommentRules.from_rules(data)
         labels = {t: str(entry.get("label") or t) for t, entry in _table(data, "targets").items()}
+        title = data["consultation"].get("title", "")
+        if not isinstance(title, str):
+            raise RulesError("consultation.title: must be a string")
+        try:
+            outline = parse_outline(data, list(labels))
+        except OutlineError as exc:
+            raise RulesError(str(exc)) from None
         return Rules(
             path=path,
             consultation_id=cid,
@@ -255,6 +266,8 @@ def parse_rules(data: dict[str, Any], path: str = "<rules>") -> Rules:
             target_labels=labels,
             comment=comment,
             limits=InputLimits.from_rules(_table(data, "limits")),
+            title=title.strip() or cid,
+            outline=outline,
         )
     except RulesError as exc:
         raise RulesError(f"{path}: {exc}") from None

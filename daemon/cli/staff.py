@@ -117,12 +117,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 # -- export ----------------------------------------------------------------------------------------
+_TABLE_ONLY = ("since", "until", "flag", "target", "kind", "text", "include_late", "include_held")
+
+
+def _export_result(args: argparse.Namespace) -> int:
+    """`--format result-docx|result-xlsx`: 「提出された意見及び考え方」 from the staff's review (整理).
+    Always the public form (R11); the rows are what staff arranged, so the table filters do not apply."""
+    from daemon.staff import result_docs
+    from daemon.staff.results import build
+
+    given = [f"--{k.replace('_', '-')}" for k in _TABLE_ONLY if getattr(args, k, None) not in (None, False)]
+    if given:
+        raise CliError(f"{', '.join(given)}: not for the result document (it holds what staff arranged "
+                       "in 整理); leave them out")
+    if args.output in (None, "-") and sys.stdout.isatty():
+        raise CliError(f"a {args.format} export needs --output FILE (or redirect stdout to a file)")
+    config, rules, sessions = _setup(args)
+    sim, ngram = _similarity(args, config)  # how new items are grouped when the review is brought up to date
+    with sessions() as session:
+        doc = build(session, rules, threshold=sim, ngram=ngram)
+    write = result_docs.write_docx if args.format == "result-docx" else result_docs.write_xlsx
+    if args.output in (None, "-"):
+        import io
+
+        buf = io.BytesIO()
+        write(buf, doc)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+    else:
+        write(args.output, doc)
+        print(f"{doc.counts_line.split('（意見')[0]}, {sum(len(s.rows) for s in doc.sections)} row(s) in "
+              f"{len(doc.sections)} section(s) written to {args.output}", file=sys.stderr)
+    return 0
+
+
 @_guard
 def cmd_export(args: argparse.Namespace) -> int:
     from daemon.staff import export as ex
     from daemon.staff.query import items_of, select_records
     from daemon.staff.stats import compute
 
+    if args.format.startswith("result-"):
+        return _export_result(args)
     config, rules, sessions = _setup(args)
     sim, ngram = _similarity(args, config)
     f = filters_from_args(args, Filters.for_publication(include_late=args.include_late, include_held=args.include_held))
@@ -276,7 +312,9 @@ def register(sub: Any) -> None:
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("export", help="one row per comment item, xlsx or csv")
-    s.add_argument("--format", choices=["xlsx", "csv"], required=True)
+    s.add_argument("--format", choices=["xlsx", "csv", "result-docx", "result-xlsx"], required=True,
+                   help="xlsx/csv: one row per comment item; result-docx/result-xlsx: 「提出された意見及び考え方」 "
+                   "as arranged in 整理 (public form)")
     s.add_argument("--public", action="store_true", help="the public form (R11): no personal data")
     s.add_argument("-o", "--output", help="file to write (default stdout)")
     s.add_argument("--encoding", choices=["utf-8-sig", "utf-8", "cp932"], default="utf-8-sig",
