@@ -2,16 +2,19 @@
 
 `to_pdf` converts a .docx/.xlsx with `soffice --headless` in a private profile (parallel runs would otherwise
 fight over one profile and fail at random); `pdf_text` and `pdf_page_texts` give the text as laid out on the
-page; `pdf_pages` and `pdf_page_size` what pdfinfo says; `save_pages` renders PNGs into var/documents/ (ignored
-by git) so that a person can look at what the test looked at.
+page, `column_texts` the text of one table column; `pdf_pages` and `pdf_page_size` what pdfinfo says;
+`save_pages` renders PNGs into var/documents/ (ignored by git) so that a person can look at what the test
+looked at.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,3 +94,55 @@ def save_pages(pdf: Path, name: str) -> list[Path]:
 def squeeze(text: str) -> str:
     """`text` without any whitespace: lines wrap differently on paper than in the source."""
     return re.sub(r"\s+", "", text)
+
+
+@dataclass(frozen=True)
+class Word:
+    page: int  # 1-based
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+
+
+_PAGE = re.compile(r'<page width="([\d.]+)" height="([\d.]+)">')
+_WORD = re.compile(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>')
+
+
+def words(pdf: Path) -> tuple[list[Word], list[tuple[float, float]]]:
+    """Every word with its box in points (pdftotext -bbox), and each page's (width, height)."""
+    out = _run(["pdftotext", "-bbox", str(pdf), "-"])
+    found: list[Word] = []
+    sizes: list[tuple[float, float]] = []
+    for chunk in out.split("<page ")[1:]:
+        m = _PAGE.match("<page " + chunk)
+        if not m:
+            raise RenderError(f"pdftotext -bbox: no page size in {pdf.name}")
+        sizes.append((float(m.group(1)), float(m.group(2))))
+        for w in _WORD.finditer(chunk):
+            found.append(Word(len(sizes), *(float(w.group(i)) for i in range(1, 5)), html.unescape(w.group(5))))
+    return found, sizes
+
+
+def column_texts(pdf: Path, header: str, next_header: str | None) -> list[str]:
+    """Per page, the text printed in the table column headed `header` (up to the column headed `next_header`,
+    or the page's right edge), below the header: what a reader of that column reads, not mixed with the
+    columns beside it. A page without the header gives ""; the column's own header repeated lower on the
+    page (a second table) is left out."""
+    found, sizes = words(pdf)
+    texts = []
+    for page, (width, height) in enumerate(sizes, 1):
+        on_page = [w for w in found if w.page == page]
+        heads = sorted((w for w in on_page if w.text == header), key=lambda w: w.y0)
+        if not heads:
+            texts.append("")
+            continue
+        head = heads[0]
+        nexts = [w for w in on_page if next_header and w.text == next_header and abs(w.y0 - head.y0) < 2]
+        x0, x1 = head.x0 - 2, (nexts[0].x0 - 2 if nexts else width)
+        text = _run(["pdftotext", "-layout", "-f", str(page), "-l", str(page), "-x", str(int(x0)),
+                     "-y", str(int(head.y1) + 1), "-W", str(int(x1 - x0)), "-H", str(int(height - head.y1)),
+                     str(pdf), "-"])
+        texts.append("\n".join(line for line in text.splitlines() if line.strip() != header))
+    return texts

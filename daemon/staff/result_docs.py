@@ -62,7 +62,7 @@ def sections(doc: ResultDocument) -> list[ResultSection]:
 
 
 # -- Word ------------------------------------------------------------------------------------------
-_WORD_WIDTHS_MM = {H_NUMBER: 22.0, H_REVISED: 20.0}  # the opinion and answer columns share the rest 55:45
+_WORD_WIDTHS_MM = {H_NUMBER: 22.0, H_REVISED: 24.0}  # the opinion and answer columns share the rest 55:45
 
 
 def _word_widths(cols: Sequence[str], usable_mm: float) -> list[float]:
@@ -301,7 +301,9 @@ class _Sheet:
             layout.set_text(c, v)
             c.border = self.border
             c.font = self.bold if head else self.font
-            c.alignment = self.centre if head or col in centred else self.wrap
+            # headers left-aligned like the text below them: a reader's eye (and a test's crop) finds the
+            # column where its header starts
+            c.alignment = self.centre if col in centred else self.wrap
             if head:
                 c.fill = self.head_fill
         self.ws.row_dimensions[self.row].height = layout.row_height(zip(values, self.widths, strict=True),
