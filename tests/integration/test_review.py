@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -43,6 +44,7 @@ from mails import mail
 
 JST = dt.timezone(dt.timedelta(hours=9))
 RULESET = load_rules(RULES)
+DOCS = RULES.parent.parent / "docs"
 
 
 def at(day: str, hm: str = "10:00") -> dt.datetime:
@@ -361,7 +363,11 @@ def test_the_result_document_as_a_reader_sees_it(loaded: Loaded, session: Sessio
         assert done.returncode == 0, done.stderr.decode()
         assert f"{SUBMITTERS}者" in done.stderr.decode() and f"{ITEMS}件" in done.stderr.decode()
         pdf = render.to_pdf(out)
-        render.save_pages(pdf, f"review-result-{fmt}-{loaded.url.split(':')[0].split('+')[0]}")
+        backend = loaded.url.split(":")[0].split("+")[0]
+        pages = render.save_pages(pdf, f"review-result-{fmt}-{backend}")
+        if fmt == "docx" and backend == "sqlite":  # the README's picture of the document
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pages[1], DOCS / "result-document.png")
         flat = render.squeeze(render.pdf_text(pdf))
         assert render.squeeze(doc.counts_line) in flat
         for section in doc.sections:
