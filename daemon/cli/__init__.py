@@ -5,7 +5,7 @@ Each command group is one module here that adds its own sub-commands (`register(
     records.py   ingest, log, show          check.py   check (the preflight)
     db.py        db upgrade                 staff.py   stats, export, release, reject, retry, rescan, purge
     run.py       run (the daemon), status   alerts.py  alerts test, alerts list
-    imap.py      imap login (OAuth 2.0)
+    imap.py      imap login (OAuth 2.0)     review.py  review list, progress, show, move, merge, split, …
 
 What they share (CliError, exit codes, times, opening config, rules and database, tables) is in common.py,
 which imports none of them: imports run one way, this module → the groups → common.
@@ -20,13 +20,13 @@ from typing import NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon import logs
-from daemon.cli import alerts, check, db, imap, records, run, staff, users, web
+from daemon.cli import alerts, check, db, imap, records, review, run, staff, users, web
 from daemon.cli.common import EXIT_FAILED, EXIT_USAGE, CliError, print_error
 from daemon.config import ConfigError
 from daemon.rules import RulesError
 
 # In this order in `intake --help`.
-COMMAND_GROUPS = (records, check, db, staff, run, alerts, imap, web, users)
+COMMAND_GROUPS = (records, check, db, staff, review, run, alerts, imap, web, users)
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -387,3 +387,37 @@ def test_the_result_document_as_a_reader_sees_it(loaded: Loaded, session: Sessio
             assert f"個人{i}号" not in flat and f"p{i}@example.jp" not in flat and f"03-{3000 + i}" not in flat
         assert "ヒミツ技研" not in flat and "ナイショ" not in flat and "中村秘密" not in flat
         assert "075-999" not in flat and "045-123-4567" not in flat
+
+
+def intake(loaded: Loaded, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", *args], env=loaded.env, capture_output=True,
+                          text=True, timeout=300)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def test_the_terminal_door_does_the_same_operations(loaded: Loaded, session: Session) -> None:
+    review.sync(session, RULESET, "tester")
+    session.commit()
+    row = group_of(session, loaded.ids["N1"])
+    listing = intake(loaded, "review", "list", "--section", row.section)
+    assert listing.returncode == 0 and f"\n{row.id} " in "\n" + listing.stdout.split("\n", 1)[1]
+    assert intake(loaded, "review", "list", "--section", "nowhere").stderr.count("\n") == 1
+    shown = intake(loaded, "review", "show", str(row.id))
+    version = int(shown.stdout.split("version ", 1)[1].split()[0])
+    saved = intake(loaded, "review", "answer", str(row.id), "--version", str(version), "--by", "cli-user",
+                   "--text", "=HYPERLINK(\"x\") 学習データの公表は事業者の判断とします。", "--revised", "無",
+                   "--state", "検討中")
+    assert saved.returncode == 0, saved.stderr
+    stale = intake(loaded, "review", "answer", str(row.id), "--version", str(version), "--by", "other",
+                   "--text", "上書き")
+    assert stale.returncode == 1 and "saved by cli-user" in stale.stderr and "学習データの公表" in stale.stderr
+    session.expire_all()
+    stored = session.get(ReviewGroup, row.id)
+    assert stored is not None and stored.answer.startswith("=HYPERLINK") and stored.revised == "無"
+    assert stored.state == "draft" and stored.answered_by == "cli-user"
+    progress = intake(loaded, "review", "progress")
+    assert progress.returncode == 0 and "検討中" in progress.stdout and "者（" in progress.stdout
+    assert "個人" not in progress.stdout.split("\n")[0]  # counts only, no names
+    typo = intake(loaded, "review", "merge", str(row.id), "abc", "--by", "x")
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1
