@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import IO, Any
 
+from daemon.staff import sheet_layout as layout
 from daemon.staff.csv_cells import SafeWriter
 from daemon.staff.query import KIND_LABEL, Item, jst_text
 from daemon.staff.stats import Stats, excerpt
@@ -38,8 +39,7 @@ _GAP = "[ \t\u3000]*"  # a name written with or without its space(s)
 _LETTERS = re.compile(r"[^\W\d_]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff々〆ヶ]")
 PERSON_KEYS = ("name", "contact_person", "representative")
-XLSX_CELL_MAX = 32767
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+XLSX_CELL_MAX = layout.XLSX_CELL_MAX
 
 
 def targets_label(targets: Sequence[str], labels: dict[str, str]) -> str:
@@ -215,16 +215,13 @@ def csv_bytes(table: Sequence[Sequence[Any]], encoding: str = "utf-8-sig", publi
 
 # -- Excel -----------------------------------------------------------------------------------------
 def _cell_text(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    value = _ILLEGAL_XML.sub("", value)
-    if len(value) > XLSX_CELL_MAX:
-        value = value[: XLSX_CELL_MAX - 20] + "…（以下省略）"
-    return value
+    return layout.cell_text(value)
 
 
 def write_xlsx(path_or_stream: Any, table: Sequence[Sequence[Any]], stats: Stats | None, public: bool,
                progress: Callable[[int], None] | None = None) -> None:
+    """The table as a sheet 「意見一覧」 made for paper as well as for the screen: A4 landscape fit to the page
+    width, the header row on every page, thin borders, and rows as tall as their wrapped text."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
@@ -236,25 +233,35 @@ def write_xlsx(path_or_stream: Any, table: Sequence[Sequence[Any]], stats: Stats
     fill = PatternFill("solid", fgColor="DDEBF7")
     top = Alignment(vertical="top")
     wrap = Alignment(vertical="top", wrap_text=True)
+    border = layout.thin_border()
     heads = headers_for(table, public)
+    width_of = dict(zip(HEADERS, WIDTHS, strict=True))
+    widths = [float(width_of[h]) for h in heads]
     ws.append(heads)
     for c in ws[1]:
-        c.font, c.fill, c.alignment = bold, fill, Alignment(vertical="center", wrap_text=True)
+        c.font, c.fill, c.border = bold, fill, border
+        c.alignment = Alignment(vertical="center", wrap_text=True)
+    ws.row_dimensions[1].height = layout.row_height(zip(heads, widths, strict=True))
     wrapped = [h in WRAPPED for h in heads]
     for i, row in enumerate(table, 1):
-        ws.append([_cell_text(v) for v in row])
+        values = [_cell_text(v) for v in row]
+        ws.append(values)
         for c, w in zip(ws[i + 1], wrapped, strict=True):
             c.alignment = wrap if w else top
-            if isinstance(c.value, str) and c.value.startswith("="):
+            c.border = border
+            if isinstance(c.value, str):
                 c.data_type = "s"  # text, never a formula
+        # Neither Excel nor LibreOffice grows a row to its text on open: without a height the 意見 is drawn
+        # over the rows below. Unwrapped cells count as one line.
+        ws.row_dimensions[i + 1].height = layout.row_height(
+            (v if w else "", width) for v, w, width in zip(values, wrapped, widths, strict=True))
         if progress:
             progress(i)
-    width_of = dict(zip(HEADERS, WIDTHS, strict=True))
-    for n, h in enumerate(heads, 1):
-        ws.column_dimensions[get_column_letter(n)].width = width_of[h]
+    for n, width in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(n)].width = width
     ws.freeze_panes = "A2"
     ws.auto_filter.ref = f"A1:{get_column_letter(len(heads))}{len(table) + 1}"
-    ws.print_title_rows = "1:1"
+    layout.print_setup(ws, "1:1")
     if stats is not None and not public:  # the 統計 sheet is the staff's: record ids, reasons, flags
         _stats_sheet(wb.create_sheet("統計"), stats, public, bold, fill)
     wb.save(path_or_stream)
