@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from daemon.web import dashboard, decide, exports, listing, login, record
+from daemon.web import dashboard, decide, exports, listing, login, progress, record, review
 
 
 def routes() -> list[BaseRoute]:
@@ -22,6 +22,15 @@ def routes() -> list[BaseRoute]:
         Route("/records/{id:int}/raw", record.raw, name="raw"),
         Route("/records/{id:int}/decide/{action}", decide.form, methods=["GET"], name="decide_form"),
         Route("/records/{id:int}/decide/{action}", decide.post, methods=["POST"], name="decide"),
+        Route("/records/{id:int}/supersede", record.supersede, methods=["POST"], name="supersede"),
+        Route("/records/{id:int}/restore", record.restore, methods=["POST"], name="restore"),
+        Route("/review", review.index, name="review"),
+        Route("/review/rows/{id:int}", review.row, name="review_row"),
+        Route("/review/rows/{id:int}/answer", review.answer, methods=["POST"], name="review_answer"),
+        Route("/review/rows/{id:int}/move", review.move, methods=["POST"], name="review_move"),
+        Route("/review/rows/{id:int}/merge", review.merge, methods=["POST"], name="review_merge"),
+        Route("/review/items/{id:int}/split", review.split, methods=["POST"], name="review_split"),
+        Route("/progress", progress.progress, name="progress"),
         Route("/exports", exports.index, name="exports"),
         Route("/exports/{which}.{fmt}", exports.download, name="export_download"),
     ]
