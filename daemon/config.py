@@ -33,8 +33,16 @@ SCAN_KEYS = ("clamd", "timeout", "max_signature_age_days")
 
 @dataclass(frozen=True)
 class ScanConfig:
+    # One clamd URL, or several separated by ", " (a `clamd = [...]` list is kept joined, so every
+    # `Scanner(config.scan.clamd, …)` gets the whole pool; daemon/scanner.py splits it again).
     clamd: str = "unix:///run/clamav/clamd.ctl"
     timeout: float = 60.0
+
+    @property
+    def clamd_urls(self) -> tuple[str, ...]:
+        from daemon.scanner import split_urls
+
+        return split_urls(self.clamd)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,34 @@ def _section(data: dict[str, Any], name: str) -> Section:
     return Section(data.get(name), name)
 
 
+def _clamd_setting(env: dict[str, str], scan: Section) -> str:
+    """INTAKE_CLAMD, else `[scan] clamd`: one URL (a string, as always) or several (a list, or one string with
+    URLs separated by commas or spaces). Every URL is checked here: a bad one is one line naming the key."""
+    from daemon.scanner import split_urls, url_problem
+
+    if env.get("INTAKE_CLAMD"):
+        value: str | list[Any] = env["INTAKE_CLAMD"]
+        where = "INTAKE_CLAMD"
+    else:
+        value = scan.get("clamd", (str, list), ScanConfig.clamd)
+        where = scan.where("clamd")
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where}: the list is empty (name at least one clamd)")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{where}[{i}]: wrong type {type(item).__name__} (a URL string)")
+    urls = split_urls(value)
+    if len(urls) == 1 and isinstance(value, str):
+        if not (value.startswith("unix://") or value.startswith("tcp://")):  # one URL: the check it always had
+            raise ConfigError(f"scan.clamd / INTAKE_CLAMD: {value!r} must be unix:///path or tcp://host:port")
+    for i, url in enumerate(urls):
+        problem = url_problem(url)
+        if problem:
+            raise ConfigError(f"{where}" + (f"[{i}]" if len(urls) > 1 else "") + f": {problem}")
+    return urls[0] if len(urls) == 1 else ", ".join(urls)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     file_path: Path | None = None
@@ -177,9 +213,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         or f"sqlite:///{data_dir / 'intake.db'}"
     )
     rules_path = Path(env.get("INTAKE_RULES") or intake.get("rules", str, "") or DEFAULT_RULES)
-    clamd = env.get("INTAKE_CLAMD") or scan.get("clamd", str, ScanConfig.clamd)
-    if not (clamd.startswith("unix://") or clamd.startswith("tcp://")):
-        raise ConfigError(f"scan.clamd / INTAKE_CLAMD: {clamd!r} must be unix:///path or tcp://host:port")
+    clamd = _clamd_setting(env, scan)
     timeout = scan.number("timeout", ScanConfig.timeout, positive=True, what="number of seconds")
     scan.number("max_signature_age_days", 3.0, positive=True, what="number of days")  # read by `intake check`
     max_attempts = intake.integer("max_attempts", 3, minimum=1)

@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def add_body_signature(db_dir: Path, name: str, needle: bytes) -> None:
 class Clamd:
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    # A signature directory of its own (e.g. bench/signatures.py's production-like set, shared by several
+    # clamd); the EICAR test signatures are written into it too. None: workdir/db.
+    database_dir: Path | None = None
+    # Called with the database directory after the test signatures are written (more signatures).
+    extra_signatures: Callable[[Path], None] | None = None
+    # Listen on 127.0.0.1:tcp_port instead of the Unix socket (a TCP clamd, as a remote one would be).
+    tcp_port: int | None = None
 
     @property
     def socket(self) -> Path:
@@ -52,23 +60,38 @@ class Clamd:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return f"tcp://127.0.0.1:{self.tcp_port}" if self.tcp_port else f"unix://{self.socket}"
 
     @property
     def db_dir(self) -> Path:
-        return self.workdir / "db"
+        return self.database_dir or self.workdir / "db"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "clamd.log"
+
+    def found_count(self) -> int:
+        """How many FOUND verdicts this clamd has logged (its own count of the scans that found something)."""
+        if not self.log.exists():
+            return 0
+        return sum(1 for line in self.log.read_text(errors="replace").splitlines()
+                   if "instream(" in line and line.endswith(" FOUND"))
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "tmp").mkdir(exist_ok=True)
         write_signatures(self.db_dir)
+        if self.extra_signatures is not None:
+            self.extra_signatures(self.db_dir)
         conf = self.workdir / "clamd.conf"
+        listen = ([f"TCPSocket {self.tcp_port}", "TCPAddr 127.0.0.1"] if self.tcp_port
+                  else [f"LocalSocket {self.socket}"])
         conf.write_text(
             "\n".join(
                 [
                     "Foreground yes",
                     f"DatabaseDirectory {self.db_dir}",
-                    f"LocalSocket {self.socket}",
+                    *listen,
                     f"TemporaryDirectory {self.workdir / 'tmp'}",
                     f"PidFile {self.workdir / 'clamd.pid'}",
                     f"LogFile {self.workdir / 'clamd.log'}",
@@ -91,7 +114,7 @@ class Clamd:
             if self.proc.poll() is not None:
                 log = (self.workdir / "clamd.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"clamd exited with {self.proc.returncode}: {log}")
-            if self.socket.exists() and scanner.ping():
+            if (self.tcp_port or self.socket.exists()) and scanner.ping():
                 return
             time.sleep(0.05)
         raise RuntimeError("clamd did not answer PING in time")

@@ -110,30 +110,50 @@ def _two_levels(area: Path) -> Iterator[Path]:
 
 
 def check_clamd(config: Config, max_age_days: float = 3.0) -> Iterator[Result]:
+    """Each clamd of `[scan] clamd`: its version, or its one-line error. Several clamd share the load, so one
+    that does not answer is a warning; the check fails only when none answers (mail would be held)."""
     from daemon.scanner import Scanner
 
     scanner = Scanner(config.scan.clamd, timeout=10)
-    if not scanner.ping():
-        yield Result("clamd", False, f"no answer at {config.scan.clamd}: start clamd or fix INTAKE_CLAMD / scan.clamd")
-        return
-    version = scanner.version() or ""
-    yield Result("clamd", True, f"{config.scan.clamd} answers ({version.split('/')[0]})")
+    states = scanner.probe()
+    answering = [s for s in states if s.version is not None]
+    if len(states) == 1:
+        if not answering:
+            yield Result("clamd", False,
+                         f"no answer at {config.scan.clamd}: start clamd or fix INTAKE_CLAMD / scan.clamd")
+            return
+        yield Result("clamd", True, f"{config.scan.clamd} answers ({(answering[0].version or '').split('/')[0]})")
+    else:
+        for s in states:
+            if s.version is not None:
+                yield Result("clamd", True, f"[{s.index}] {s.url} answers ({s.version.split('/')[0]})")
+            else:
+                yield Result("clamd", bool(answering), f"[{s.index}] {s.url}: no answer ({s.error}): start it or "
+                             "remove it from INTAKE_CLAMD / scan.clamd", warning=bool(answering))
+        if not answering:
+            yield Result("clamd", False, f"none of the {len(states)} clamd answers: new mail would be held")
+            return
+        yield Result("clamd", True, f"{len(answering)} of {len(states)} clamd answer (round-robin)",
+                     warning=len(answering) < len(states))
+    for version in dict.fromkeys(s.version or "" for s in answering):  # each distinct database once
+        yield _signature_age(version, max_age_days)
+
+
+def _signature_age(version: str, max_age_days: float) -> Result:
     parts = version.split("/")
     if len(parts) < 3:
-        yield Result("signatures", True, "age unknown (no official database loaded: test signatures?)", warning=True)
-        return
+        return Result("signatures", True, "age unknown (no official database loaded: test signatures?)", warning=True)
     try:
         built = parsedate_to_datetime(parts[2].strip())
         if built.tzinfo is None:
             built = built.replace(tzinfo=dt.UTC)
     except (TypeError, ValueError):
-        yield Result("signatures", True, f"cannot read the database date from {version!r}", warning=True)
-        return
+        return Result("signatures", True, f"cannot read the database date from {version!r}", warning=True)
     age = (dt.datetime.now(dt.UTC) - built).total_seconds() / 86400
     if age > max_age_days:
-        yield Result("signatures", False, f"database {parts[1]} is {age:.1f} days old: run freshclam / check its timer")
-    else:
-        yield Result("signatures", True, f"database {parts[1]}, {age:.1f} days old")
+        return Result("signatures", False,
+                      f"database {parts[1]} is {age:.1f} days old: run freshclam / check its timer")
+    return Result("signatures", True, f"database {parts[1]}, {age:.1f} days old")
 
 
 def check_imap(config: Config) -> Iterator[Result]:

@@ -52,12 +52,14 @@ def _tally(ctx: Any) -> Any:
 
 
 def _clamd(ctx: Any) -> dict[str, Any]:
-    scanner = Scanner(ctx.config.scan.clamd, timeout=2)
-    reachable = scanner.ping()
-    version = scanner.version() if reachable else None
+    """Reachable when any clamd of `[scan] clamd` answers (the others take the load); `down` lists the URLs
+    of those that do not, for a pool of several."""
+    states = Scanner(ctx.config.scan.clamd, timeout=2).probe()
+    version = next((s.version for s in states if s.version is not None), None)
     age = signature_age(version)
-    return {"reachable": reachable, "version": version,
-            "age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None}
+    return {"reachable": version is not None, "version": version,
+            "age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None,
+            "down": [s.url for s in states if s.version is None], "count": len(states)}
 
 
 def dashboard(request: Request) -> Response:
