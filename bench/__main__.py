@@ -1,8 +1,8 @@
 """`python -m bench`: the intake's throughput, latency and memory next to the floor (fetch + clamd scan).
 
-Sets up its own clamd (test signatures), Dovecot and corpus in a temp dir, runs the backlog and the
-steady-arrival runs on SQLite and/or PostgreSQL, writes BENCHMARKS.md (medians) and the raw results as
-JSON, and removes the temp dir.
+Sets up its own clamd (test signatures, or --signatures production-like; --clamd N of them), Dovecot and
+corpus in a temp dir, runs the backlog and the steady-arrival runs on SQLite and/or PostgreSQL, writes
+BENCHMARKS.md (medians) and the raw results as JSON, and removes the temp dir.
 """
 
 from __future__ import annotations
@@ -57,9 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--daemon-env", action="append", default=[], metavar="KEY=VALUE",
                    help="an extra environment variable for the daemon, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline (before/after runs of the intake)")
+    p.add_argument("--signatures", choices=["test", "production-like"], default="test",
+                   help="clamd's signatures: the tests' EICAR set (default), or a generated set the size of "
+                        "production's (bench/signatures.py: millions of hashes, tens of thousands of body and "
+                        "logical signatures, about 1 GB of clamd RSS)")
+    p.add_argument("--signature-scale", type=float, default=1.0,
+                   help="size of the production-like set (1.0: about 1 GB per clamd; default 1.0)")
+    p.add_argument("--clamd", type=int, default=1, metavar="N",
+                   help="number of clamd (default 1): the intake and the floor use them all, round-robin")
     p.add_argument("--intake-pythonpath", default=None,
                    help="run the daemon with PYTHONPATH=DIR (a patched tree, for before/after figures)")
     args = p.parse_args(argv)
+    if args.clamd < 1:
+        p.error("--clamd: at least 1")
     if args.quick:
         args.messages, args.runs, args.latency_seconds = 100, 1, 5.0
         if "--db" not in (argv if argv is not None else sys.argv[1:]):
@@ -99,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: building the corpus of {args.messages} messages in {root}", flush=True)
         items = corpus.write(root / "corpus", args.messages, token, args.seed, args.small_only)
         results["corpus"] = report.corpus_summary(items, time.time() - t0)
-        services = runner.start_services(root / "services")
-        results["versions"] = report.versions(services.clamd.url, args.postgres_url if "postgres" in dbs else None,
+        print(f"bench: starting {args.clamd} clamd with the {args.signatures} signatures", flush=True)
+        services = runner.start_services(root / "services", args.signatures, args.clamd, args.signature_scale)
+        results["signatures"] = services.signatures
+        print(f"bench:   {json.dumps(services.signatures)}", flush=True)
+        results["versions"] = report.versions(services.clamd_url, args.postgres_url if "postgres" in dbs else None,
                                               args.intake_pythonpath)
         for db in dbs:
             for k in range(1, args.runs + 1):

@@ -31,6 +31,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import baseline
+from bench import signatures as signature_set
 from bench.corpus import BIG, Item
 from bench.procmon import TreeMonitor, cpu_seconds, load_average
 from devkit.clamd import Clamd
@@ -411,11 +412,22 @@ def latency_stats(values: list[float]) -> dict[str, Any]:
 @dataclass
 class Services:
     root: Path
-    clamd: Clamd
+    clamd: Clamd  # the first clamd (all of them: clamds)
+    clamds: list[Clamd] = field(default_factory=list)
+    signatures: dict[str, Any] = field(default_factory=dict)  # which set, its counts, load time and RSS
 
     def clamd_pid(self) -> int:
         assert self.clamd.proc is not None
         return self.clamd.proc.pid
+
+    @property
+    def clamd_url(self) -> str:
+        """Every clamd, as INTAKE_CLAMD / `[scan] clamd` take them (the intake and the floor use them all)."""
+        return ", ".join(c.url for c in self.clamds or [self.clamd])
+
+    def clamd_cpu(self) -> float:
+        """CPU seconds of every clamd so far (differences of this are the scans' CPU)."""
+        return sum(cpu_seconds(c.proc.pid) for c in self.clamds or [self.clamd] if c.proc is not None)
 
     def dovecot(self, name: str) -> Dovecot:
         dovecot = Dovecot(self.root / name)
@@ -447,28 +459,28 @@ def backlog_run(services: Services, items: list[Item], db_kind: str, tag: str, b
         out["corpus_bytes"] = sum(i.size for i in items)
 
         if not skip_baseline:
-            clamd_cpu0 = cpu_seconds(services.clamd_pid())
+            clamd_cpu0 = services.clamd_cpu()
             out["load_before_baseline"] = load_average()
             client_cpu0 = time.process_time()
-            base = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, services.clamd.url,
+            base = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, services.clamd_url,
                                 workers=baseline_workers)
             out["baseline"] = {"messages": base.messages, "bytes": base.bytes, "wall_s": base.wall_s,
                                "rate": base.rate, "fetch_s": base.fetch_s, "scan_s": base.scan_s,
                                "infected": base.infected, "workers": baseline_workers,
-                               "clamd_cpu_s": cpu_seconds(services.clamd_pid()) - clamd_cpu0,
+                               "clamd_cpu_s": services.clamd_cpu() - clamd_cpu0,
                                "client_cpu_s": time.process_time() - client_cpu0,
                                "fetch_s_small_medium": sum(v[0] for u, v in base.per_uid.items()
                                                            if uid_items[u].kind != BIG),
                                "fetch_s_big": sum(v[0] for u, v in base.per_uid.items() if uid_items[u].kind == BIG)}
 
-        daemon = Daemon(workdir, db, services.clamd.url, dovecot)
+        daemon = Daemon(workdir, db, services.clamd_url, dovecot)
         daemon.upgrade()
         out["load_before_intake"] = load_average()
-        clamd_cpu0 = cpu_seconds(services.clamd_pid())
+        clamd_cpu0 = services.clamd_cpu()
         daemon.start(profile=profile)
         ready = daemon.wait_ready()
         empty_at = wait_recorded(daemon, len(items), dovecot, timeout)
-        clamd_cpu = cpu_seconds(services.clamd_pid()) - clamd_cpu0
+        clamd_cpu = services.clamd_cpu() - clamd_cpu0
         out["load_after_intake"] = load_average()
         assert daemon.monitor is not None
         mon = daemon.monitor
@@ -552,7 +564,7 @@ def latency_run(services: Services, items: list[Item], db_kind: str, tag: str, r
     workdir = services.root / f"intake-{tag}"
     db = Database.fresh(db_kind, workdir)
     try:
-        daemon = Daemon(workdir, db, services.clamd.url, dovecot)
+        daemon = Daemon(workdir, db, services.clamd_url, dovecot)
         daemon.upgrade()
         daemon.start()
         daemon.wait_ready()
@@ -618,14 +630,31 @@ class BenchClamd(Clamd):
         return conf
 
 
-def start_services(root: Path) -> Services:
+def start_services(root: Path, signatures: str = "test", clamd_count: int = 1, scale: float = 1.0) -> Services:
+    """`clamd_count` clamd, all on the same signatures: the tests' (EICAR only) or bench/signatures.py's
+    production-like set, generated once into root/signatures and shared."""
     root.mkdir(parents=True, exist_ok=True)
-    clamd = BenchClamd(root / "clamd")
-    clamd.start()
-    return Services(root, clamd)
+    info: dict[str, Any] = {"set": signatures, "clamd": clamd_count}
+    db_dir = None
+    if signatures == "production-like":
+        t0 = time.monotonic()
+        db_dir = root / "signatures"
+        info["counts"] = signature_set.write(db_dir, scale)
+        info["scale"], info["generate_s"] = scale, round(time.monotonic() - t0, 1)
+    clamds = []
+    for k in range(clamd_count):
+        clamd = BenchClamd(root / (f"clamd{k}" if k else "clamd"), database_dir=db_dir)
+        t0 = time.monotonic()
+        clamd.start(timeout=1800)  # millions of signatures load in minutes on a busy machine
+        info.setdefault("load_s", []).append(round(time.monotonic() - t0, 1))
+        assert clamd.proc is not None
+        info.setdefault("rss_mb", []).append(round(signature_set.rss_kb(clamd.proc.pid) / 1024))
+        clamds.append(clamd)
+    return Services(root, clamds[0], clamds, info)
 
 
 def stop_services(services: Services) -> None:
-    with contextlib.suppress(Exception):
-        services.clamd.stop()
+    for clamd in services.clamds or [services.clamd]:
+        with contextlib.suppress(Exception):
+            clamd.stop()
 

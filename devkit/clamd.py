@@ -80,7 +80,9 @@ class Clamd:
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "tmp").mkdir(exist_ok=True)
-        write_signatures(self.db_dir)
+        if self.database_dir is None or not (self.db_dir / "intake-test.ndb").exists():
+            # (a shared directory is written once: rewriting it under a running clamd would make it reload)
+            write_signatures(self.db_dir)
         if self.extra_signatures is not None:
             self.extra_signatures(self.db_dir)
         conf = self.workdir / "clamd.conf"
