@@ -29,7 +29,7 @@ from fuzz.targets import ROOT, TARGETS, seeds
 FINDINGS = ROOT / "fuzz" / "findings"
 
 
-def _atheris_child(target: str, seconds: int, corpus: Path) -> None:
+def _atheris_child(target: str, seconds: int, corpus: Path, unit_timeout: int = 30) -> None:
     """In the child process: instrument daemon/, then hand control to libFuzzer (which exits the process)."""
     import atheris
 
@@ -48,13 +48,14 @@ def _atheris_child(target: str, seconds: int, corpus: Path) -> None:
         import daemon.stages.texts  # noqa: F401
     fn = TARGETS[target]
     FINDINGS.mkdir(exist_ok=True)
-    atheris.Setup([sys.argv[0], str(corpus), f"-max_total_time={seconds}", "-rss_limit_mb=2048", "-timeout=30",
-                   "-max_len=1048576", f"-artifact_prefix={FINDINGS}/{target}-", "-print_final_stats=1"],
+    atheris.Setup([sys.argv[0], str(corpus), f"-max_total_time={seconds}", "-rss_limit_mb=2048",
+                   f"-timeout={unit_timeout}", "-max_len=1048576", f"-artifact_prefix={FINDINGS}/{target}-",
+                   "-print_final_stats=1"],
                   fn)
     atheris.Fuzz()
 
 
-def run_atheris(target: str, seconds: int) -> dict[str, object]:
+def run_atheris(target: str, seconds: int, unit_timeout: int = 30) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{target}-") as tmp:
         corpus = Path(tmp)
         for seed in seeds(target):
@@ -62,8 +63,8 @@ def run_atheris(target: str, seconds: int) -> dict[str, object]:
         before = set(FINDINGS.glob(f"{target}-*")) if FINDINGS.exists() else set()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         done = subprocess.run([sys.executable, "-m", "fuzz", target, "--seconds", str(seconds), "--child",
-                               str(corpus)], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=seconds + 300)
+                               str(corpus), "--unit-timeout", str(unit_timeout)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=seconds + unit_timeout + 300)
         log = done.stdout + done.stderr
         after = set(FINDINGS.glob(f"{target}-*")) if FINDINGS.exists() else set()
         runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log) or re.findall(r"Done (\d+) runs", log)
@@ -129,13 +130,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--engine", choices=["atheris", "mutate"], default=None)
     parser.add_argument("--list", action="store_true")
+    # libFuzzer stops at the first input slower than this: on a machine shared with other work (a niced long
+    # run) a unit that takes 0.3 s alone can take longer than 30 s of wall clock, and end the run for nothing.
+    parser.add_argument("--unit-timeout", type=int, default=30, help="seconds one input may take (default 30)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.list or not args.target:
         print("\n".join(sorted(TARGETS)))
         return
     if args.child:
-        _atheris_child(args.target, args.seconds, Path(args.child))
+        _atheris_child(args.target, args.seconds, Path(args.child), args.unit_timeout)
         return
     engine = args.engine
     if engine is None:
@@ -145,8 +149,8 @@ def main() -> None:
             engine = "atheris"
         except ImportError:
             engine = "mutate"
-    summary = run_atheris(args.target, args.seconds) if engine == "atheris" else run_mutate(args.target,
-                                                                                            args.seconds)
+    summary = run_atheris(args.target, args.seconds, args.unit_timeout) if engine == "atheris" \
+        else run_mutate(args.target, args.seconds)
     print(json.dumps(summary, ensure_ascii=False))
     sys.exit(1 if summary["crashes"] else 0)
 
