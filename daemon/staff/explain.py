@@ -127,6 +127,7 @@ TARGETS = {"main": "本編", "annex": "別添"}
 ACTIONS = {
     "ingest": "受信", "retry": "再試行", "duplicate": "重複", "release": "受付にする", "reject": "受付不可にする",
     "rescan": "再検査", "purge": "元メール削除", "imap_rekey": "メールボックス再採番",
+    "superseded": "差し替え", "unsuperseded": "差し替えの取り消し",
 }
 
 

@@ -171,6 +171,7 @@ def split(session: Session, item_id: int, actor: str) -> int:
     session.flush()
     item.group_id = group.id
     _event(session, actor, "split", old.id, item=item_id, to=group.id, message_pk=item.message_pk)
+    _event(session, actor, "split", group.id, item=item_id, from_row=old.id, message_pk=item.message_pk)
     return group.id
 
 

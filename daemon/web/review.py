@@ -174,6 +174,8 @@ def describe(e: ReviewEvent, titles: dict[str, str]) -> str:
     if e.action == "merge":
         sources = "、".join(f"行 {s}" for s in d.get("sources") or [])
         return f"{sources} の意見 {d.get('received', 0)} 件をこの行にまとめた"
+    if e.action == "split" and "from_row" in d:
+        return f"行 {d['from_row']} から受付番号 {d.get('message_pk') or e.message_pk} の意見を分けてこの行にした"
     if e.action == "split":
         return f"受付番号 {d.get('message_pk') or e.message_pk} の意見を分けて 行 {d.get('to')} にした"
     if e.action == "answer":
