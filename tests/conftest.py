@@ -30,6 +30,9 @@ RULES = PACKAGE_ROOT / "rules" / "consultation.toml"
 PG_URL = os.environ.get("INTAKE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 def all_tables() -> list[str]:
+    # every mapped table, also those whose module no test has imported yet (else TRUNCATE would miss them)
+    import daemon.store.review
+    import daemon.store.users  # noqa: F401
     from daemon.store.db import Base
 
     return [t.name for t in Base.metadata.sorted_tables]
