@@ -5,7 +5,7 @@ with what a person needs to judge it. For the web application's 受付一覧 and
 100,000 cannot, so here every filter is SQL: the reason and flag lists as text (the codes are ASCII and
 quoted in the JSON), the submitter kind and the items' targets through the dialect's JSON functions, and the
 free text through `record_search`, the trigram-indexed document the database keeps per record (migration
-0008: PostgreSQL pg_trgm, SQLite FTS5).
+0008: PostgreSQL pg_trgm, SQLite FTS5; words of one or two characters: 0009, daemon/staff/search.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import String, cast, func, select, text
@@ -22,13 +22,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from daemon.jst import JST
 from daemon.model import QUARANTINED
+from daemon.staff import search
 from daemon.stages.parse import parse_message
 from daemon.store.db import Attachment, Message
 from daemon.store.raw import RawStore, RawStoreError
 
 PER_PAGE = 50
 MAX_WORDS = 8  # words of one search; more are ignored (each is one index probe)
-_FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}  # ASCII → its full-width form (！ … ～)
 
 
 @dataclass
@@ -78,30 +78,6 @@ def split_words(query: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w][:MAX_WORDS]
 
 
-def _like_pattern(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _word_clause(dialect: str, word: str, n: int) -> tuple[ColumnElement[bool], dict[str, Any]]:
-    """Records whose search document holds `word` (already NFKC and lower-cased)."""
-    if dialect == "postgresql":
-        # The document is NFKC and lower-cased by the database: one LIKE, answered by the GIN trigram index.
-        return Message.id.in_(select(text("message_pk")).select_from(text("record_search"))
-                              .where(text(f"body LIKE :w{n}"))), {f"w{n}": _like_pattern(word)}
-    # SQLite has no NFKC: the document is as written (FTS5 folds case), so the word is looked up as typed
-    # in NFKC and in full width (ＡＩ for AI). FTS5's trigram index needs three characters; a shorter word
-    # is a substring test over the documents.
-    variants = list(dict.fromkeys([word, word.translate(_FULLWIDTH)]))
-    if len(word) >= 3:
-        phrase = " OR ".join('"' + v.replace('"', '""') + '"' for v in variants)
-        return Message.id.in_(select(text("rowid")).select_from(text("record_search"))
-                              .where(text(f"record_search MATCH :w{n}"))), {f"w{n}": phrase}
-    params = {f"w{n}_{i}": v for i, v in enumerate(variants)}
-    cond = " OR ".join(f"instr(body, :w{n}_{i}) > 0" for i in range(len(variants)))
-    return Message.id.in_(select(text("rowid")).select_from(text("record_search")).where(text(cond))), params
-
-
 def _code_in(column: Any, code: str) -> ColumnElement[bool]:
     """A JSON list of codes holds `code`: the codes are ASCII words, quoted in the stored JSON text."""
     return cast(column, String).like(f'%"{code}"%')
@@ -119,7 +95,6 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 
 def conditions(session: Session, f: ListFilters) -> tuple[list[Any], dict[str, Any]]:
-    dialect = session.get_bind().dialect.name
     where: list[Any] = []
     params: dict[str, Any] = {}
     if f.status:
@@ -137,7 +112,7 @@ def conditions(session: Session, f: ListFilters) -> tuple[list[Any], dict[str, A
     if f.until:
         where.append(Message.received_at < _day_start(f.until + dt.timedelta(days=1)))
     for n, word in enumerate(f.words):
-        clause, p = _word_clause(dialect, word, n)
+        clause, p = search.word_clause(session, word, n)
         where.append(clause)
         params.update(p)
     return where, params
@@ -160,7 +135,10 @@ def list_page(session: Session, f: ListFilters, page: int = 1, newest_first: boo
               per_page: int = PER_PAGE) -> Page:
     """One page of the records that pass every filter, with the total: two statements (count, page)."""
     where, params = conditions(session, f)
-    total = session.execute(select(func.count()).select_from(Message).where(*where), params).scalar_one()
+    if f.words and not replace(f, words=[]).any():
+        total = search.count_words(session, f.words)  # in record_search alone (daemon/staff/search.py)
+    else:
+        total = session.execute(select(func.count()).select_from(Message).where(*where), params).scalar_one()
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
     order = (Message.received_at.desc(), Message.id.desc()) if newest_first else (Message.received_at, Message.id)
