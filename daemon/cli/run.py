@@ -122,9 +122,10 @@ def gather_status(config: Any, sessions: Any, now: dt.datetime | None = None) ->
         })
         if not running:
             break
-    scanner = Scanner(config.scan.clamd, timeout=5)
-    reachable = scanner.ping()
-    version = scanner.version() if reachable else None
+    states = Scanner(config.scan.clamd, timeout=5).probe()
+    up = [st for st in states if st.up]
+    reachable = bool(up)  # the others take the load of one that is down
+    version = next((st.version for st in up if st.version), None)
     age = signature_age(version, now)
     last_poll = max((d["last_poll_at"] for d in daemons if d["last_poll_at"]), default=None)
     errors = [d for d in daemons if d["last_error_at"]]
@@ -136,7 +137,8 @@ def gather_status(config: Any, sessions: Any, now: dt.datetime | None = None) ->
         "backlog": {"new": sum(d["backlog"] or 0 for d in daemons if d["running"]), "held": held},
         "today": {s: counts.get(s, 0) for s in ("accepted", "rejected", "quarantined", "held", "duplicate")},
         "clamd": {"reachable": reachable, "version": version,
-                  "signature_age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None},
+                  "signature_age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None,
+                  "count": len(states), "down": [st.url for st in states if not st.up]},
         "last_error": ({"text": last_error["last_error"], "at": last_error["last_error_at"]}
                        if last_error else None),
     }
@@ -171,6 +173,9 @@ def render_status(status: dict[str, Any], now: dt.datetime) -> str:
         age = clamd["signature_age_hours"]
         age_text = f"signatures {age / 24:.1f} days old" if age is not None else "signature date unknown"
         out.append(f"clamd      reachable ({clamd['version'] or '?'}), {age_text}")
+        if clamd.get("down"):
+            out.append(f"           {len(clamd['down'])} of {clamd['count']} clamd NOT answering: "
+                       + ", ".join(clamd["down"]))
     else:
         out.append("clamd      NOT reachable: new mail is held until it answers")
     err = status["last_error"]

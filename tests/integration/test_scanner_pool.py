@@ -4,6 +4,7 @@ again. Real clamd processes (devkit/clamd.py), really stopped and restarted."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -213,3 +214,19 @@ def test_intake_check_reports_each_clamd(env: dict[str, str], pair: tuple[Clamd,
     code, lines = _check({**env, "INTAKE_CLAMD": f"{a.url},{b.url}"})
     assert code == 1
     assert lines[0].startswith("FAIL") and lines[1].startswith("FAIL") and "none of the 2" in lines[2]
+
+
+def test_intake_status_names_the_clamd_that_is_down(env: dict[str, str], pair: tuple[Clamd, Clamd]) -> None:
+    a, b = pair
+    b.stop()
+
+    def status(*extra: str) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run([sys.executable, "-m", "daemon.cli", "status", *extra],
+                              env={**env, "INTAKE_CLAMD": f"{a.url} {b.url}"}, capture_output=True, timeout=120)
+        assert "Traceback" not in done.stderr.decode()
+        return done
+
+    text = status().stdout.decode()
+    assert "clamd      reachable" in text and f"1 of 2 clamd NOT answering: {b.url}" in text
+    data = json.loads(status("--json").stdout)
+    assert data["clamd"]["reachable"] is True and data["clamd"]["down"] == [b.url] and data["clamd"]["count"] == 2
