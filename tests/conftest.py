@@ -3,6 +3,7 @@ INTAKE_TEST_POSTGRES_URL is set (CI sets it), the real PostgreSQL — every DB t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -46,24 +47,38 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
     daemon.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
-    if not PG_URL:
-        yield None
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path, prefix: str = "intake_test") -> Iterator[str]:
+    """A new, migrated database for a module or a session: a SQLite file in `folder`, or a PostgreSQL database
+    of its own on INTAKE_TEST_POSTGRES_URL's server, dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / 'intake.db'}"
+        migrate.upgrade(url)
+        yield url
         return
-    name = f"intake_test_{uuid.uuid4().hex[:10]}"
+    assert PG_URL, "PostgreSQL tests need INTAKE_TEST_POSTGRES_URL"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    engine = make_engine(url)
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
+    if not PG_URL:
+        yield None
+        return
+    with fresh_database("postgres", tmp_path_factory.mktemp("pg")) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,15 +15,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import render
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import logs
@@ -33,13 +31,12 @@ from daemon.pipeline import Intake
 from daemon.rules import load_rules
 from daemon.staff import review
 from daemon.staff.results import build, document
-from daemon.store import migrate
 from daemon.store.db import Event, make_engine, make_sessionmaker
 from daemon.store.review import ReviewEvent, ReviewGroup, ReviewItem
 from devkit.clamd import Clamd, eicar
 from devkit.ikensho import ikensho_docx, ikensho_xlsx
 
-from conftest import BACKENDS, PG_URL, RULES
+from conftest import BACKENDS, RULES, fresh_database
 from mails import mail
 
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -162,17 +159,11 @@ ROWS = 11 + 1 + 1 + 3 + 2 + 2 + 2
 @pytest.fixture(scope="module", params=BACKENDS)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, clamd: Clamd) -> Iterator[Loaded]:
     tmp = tmp_path_factory.mktemp(f"review-{request.param}")
-    admin = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'intake.db'}"
-    else:
-        assert PG_URL
-        name = f"intake_review_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
+    with fresh_database(request.param, tmp, "intake_review") as url:
+        yield load_fixture(url, tmp, clamd)
+
+
+def load_fixture(url: str, tmp: Path, clamd: Clamd) -> Loaded:
     config = Config(data_dir=tmp / "data", database_url=url, rules_path=RULES, scan=ScanConfig(clamd=clamd.url))
     logs.configure("WARNING")
     intake = Intake.from_config(config, RULESET)
@@ -182,11 +173,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     intake.sessions.kw["bind"].dispose()
     env = {**os.environ, "INTAKE_DATABASE_URL": url, "INTAKE_DATA_DIR": str(config.data_dir),
            "INTAKE_RULES": str(RULES), "INTAKE_CLAMD": clamd.url, "INTAKE_CONFIG": "/dev/null"}
-    yield Loaded(url, env, ids, tmp)
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return Loaded(url, env, ids, tmp)
 
 
 @pytest.fixture

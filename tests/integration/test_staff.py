@@ -11,15 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import openpyxl
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from daemon import logs
 from daemon.config import Config, ScanConfig
@@ -28,11 +25,10 @@ from daemon.pipeline import Intake
 from daemon.rules import load_rules
 from daemon.scanner import Scanner
 from daemon.staff.groups import find_groups, jaccard, shingles
-from daemon.store import migrate
 from devkit.clamd import Clamd, eicar
 from devkit.ikensho import ikensho_docx, ikensho_xlsx
 
-from conftest import BACKENDS, PG_URL, RULES
+from conftest import BACKENDS, RULES, fresh_database
 from mails import mail
 
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -222,35 +218,21 @@ class Loaded:
 @pytest.fixture(scope="module", params=BACKENDS)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, clamd: Clamd) -> Iterator[Loaded]:
     tmp = tmp_path_factory.mktemp(f"staff-{request.param}")
-    admin = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'intake.db'}"
-    else:
-        assert PG_URL
-        name = f"intake_staff_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    config = Config(data_dir=tmp / "data", database_url=url, rules_path=RULES,
-                    scan=ScanConfig(clamd=clamd.url, timeout=30))
-    logs.configure("WARNING")
-    intake = Intake.from_config(config, load_rules(RULES))
-    intake.raw_store.init()
-    ids: dict[str, int] = {}
-    for spec in SPECS:
-        intake.scanner = Scanner(spec.scanner or clamd.url, timeout=30)
-        ids[spec.key] = intake.process(Arrival(raw=spec.raw, source="ingest", received_at=spec.received,
-                                               received_source="argument")).id
-    intake.sessions.kw["bind"].dispose()
-    env = {**os.environ, "INTAKE_DATABASE_URL": url, "INTAKE_DATA_DIR": str(config.data_dir),
-           "INTAKE_RULES": str(RULES), "INTAKE_CLAMD": clamd.url, "INTAKE_CONFIG": "/dev/null"}
-    yield Loaded(config, env, ids, tmp)
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(request.param, tmp, "intake_staff") as url:
+        config = Config(data_dir=tmp / "data", database_url=url, rules_path=RULES,
+                        scan=ScanConfig(clamd=clamd.url, timeout=30))
+        logs.configure("WARNING")
+        intake = Intake.from_config(config, load_rules(RULES))
+        intake.raw_store.init()
+        ids: dict[str, int] = {}
+        for spec in SPECS:
+            intake.scanner = Scanner(spec.scanner or clamd.url, timeout=30)
+            ids[spec.key] = intake.process(Arrival(raw=spec.raw, source="ingest", received_at=spec.received,
+                                                   received_source="argument")).id
+        intake.sessions.kw["bind"].dispose()
+        env = {**os.environ, "INTAKE_DATABASE_URL": url, "INTAKE_DATA_DIR": str(config.data_dir),
+               "INTAKE_RULES": str(RULES), "INTAKE_CLAMD": clamd.url, "INTAKE_CONFIG": "/dev/null"}
+        yield Loaded(config, env, ids, tmp)
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
