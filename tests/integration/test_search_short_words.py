@@ -164,3 +164,21 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def test_a_short_word_in_thousands_of_records_is_counted_and_paged_exactly(db_url: str) -> None:
+    """Past search.DENSE hits PostgreSQL pages a short word along the log's order instead of the index: the
+    same records, newest first, and the count from the index."""
+    engine = make_engine(db_url)
+    many = [{**record("意見", items=[(f"第{n}号 生成AIについて", None, None)]),
+             "received_at": T0 + dt.timedelta(minutes=n)} for n in range(search.DENSE + 1)]
+    with engine.begin() as conn:
+        conn.execute(insert(Message), [*many, record("無関係", items=[("別の話", None, None)])])
+    with make_sessionmaker(engine)() as s:
+        page = list_page(s, ListFilters(words=["ai"]))
+        assert page.total == search.DENSE + 1 and len(page.rows) == 50
+        assert [r.received_at for r in page.rows] == sorted((r.received_at for r in page.rows), reverse=True)
+        assert page.rows[0].received_at == T0 + dt.timedelta(minutes=search.DENSE)
+        assert list_page(s, ListFilters(words=["ai"], status="accepted")).total == search.DENSE + 1
+        assert list_page(s, ListFilters(words=["ai", "別"])).total == 0
+    engine.dispose()
