@@ -5,8 +5,9 @@ documents as the daemon's writes would) with records in the issue's mix: 1–3 c
 submitters, subjects, statuses, reasons and flags, arrivals over the window; 1 % mention 生成AI. Then signs in
 and times, in process (Starlette's TestClient: the server's work plus a negligible in-process transport),
 the log page at random pages, and searches (a post and the page it leads to): a word in 1 % of the records,
-two words, a word in most records, a rare word, a two-character word, and a filter with a word. p50 and p95
-of each, per database, written to BENCHMARKS.md between the `bench web` markers.
+two words, a word in most records, a rare word, words of two characters (common, rare, in no record: a
+trigram index cannot answer them; migration 0009 adds an index that can), a word of one character, and a filter
+with a word. p50 and p95 of each, per database, written to BENCHMARKS.md between the `bench web` markers.
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def measure(url: str, data_dir: Path, rounds: int) -> dict[str, Any]:
         ("search 脆弱性 (most records)", {"q": "脆弱性"}),
         ("search u777@ (one sender: no hit, mail is not searched)", {"q": "u777@example"}),
         ("search AI (two characters)", {"q": "AI"}),
+        ("search 生成 (two characters, 2 % of records)", {"q": "生成"}),
+        ("search 暗号 (two characters, in no record)", {"q": "暗号"}),
+        ("search 案 (one character)", {"q": "案"}),
         ("search 生成AI + status rejected + 別添", {"q": "生成AI", "status": "rejected", "target": "annex"}),
         ("filter kind organization, flag page_missing", {"kind": "organization", "flag": "page_missing"}),
     ]
