@@ -15,7 +15,7 @@ import struct
 
 from daemon.guards import Deadline
 
-from ._common import ExtractError, Extraction
+from ._common import ExtractError, Extraction, ole_stream
 
 _SPRM_IN_TABLE = 0x2416
 _SPRM_TTP = 0x2417
@@ -39,7 +39,7 @@ def _open(data: bytes) -> tuple[bytes, bytes]:
         ole = olefile.OleFileIO(data)
         if not ole.exists("WordDocument"):
             raise ExtractError("corrupt")
-        wd = ole.openstream("WordDocument").read()
+        wd = ole_stream(ole, "WordDocument", len(data))
         if len(wd) < 0x200:
             raise ExtractError("corrupt")
         ident, nfib = _u16(wd, 0), _u16(wd, 2)
@@ -51,7 +51,7 @@ def _open(data: bytes) -> tuple[bytes, bytes]:
         table_name = "1Table" if flags & 0x0200 else "0Table"
         if not ole.exists(table_name):
             raise ExtractError("corrupt")
-        return wd, ole.openstream(table_name).read()
+        return wd, ole_stream(ole, table_name, len(data))
     except ExtractError:
         raise
     except Exception as exc:  # olefile: OSError, struct.error, IndexError... on junk

@@ -19,7 +19,7 @@ import struct
 
 from daemon.guards import Deadline
 
-from ._common import ExtractError, Extraction
+from ._common import ExtractError, Extraction, ole_stream
 
 _KEEP_CONTROLS = {"\n", "\t"}
 
@@ -55,7 +55,7 @@ def _ole_document_text(data: bytes, deadline: Deadline) -> str:
         ole = olefile.OleFileIO(data)
         if not ole.exists("DocumentText"):
             raise ExtractError("corrupt")
-        stream = ole.openstream("DocumentText").read()
+        stream = ole_stream(ole, "DocumentText", len(data))
     except ExtractError:
         raise
     except Exception as exc:  # olefile raises OSError, struct.error, IndexError... on junk
@@ -78,7 +78,7 @@ def extract_jtdc(data: bytes, deadline: Deadline, max_uncompressed: int) -> Extr
             if ole.exists("DocumentText"):  # saved uncompressed after all
                 return extract_jtd(data, deadline)
             raise ExtractError("corrupt")
-        stream = ole.openstream("JSCompDocument").read()
+        stream = ole_stream(ole, "JSCompDocument", len(data))
     except ExtractError:
         raise
     except Exception as exc:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from daemon.guards import BoundedZip, Deadline, ZipLimits
 
-from ._common import ExtractError, Extraction, open_zip, parse_xml
+from ._common import ExtractError, Extraction, ole_stream, open_zip, parse_xml
 
 DEFAULT_MAX_CELLS = 100_000
 CELLS_CUT = "limit:sheet_cells"
@@ -130,7 +130,9 @@ def _xls_workbook_stream(data: bytes) -> bytes:
         ole = olefile.OleFileIO(data)
         for name in ("Workbook", "Book"):
             if ole.exists(name):
-                return ole.openstream(name).read()
+                return ole_stream(ole, name, len(data))
+    except ExtractError:
+        raise
     except Exception as exc:  # olefile raises OSError / struct errors / IndexError on junk
         raise ExtractError("corrupt") from exc
     raise ExtractError("corrupt")

@@ -29,3 +29,21 @@ def test_every_target_has_seeds() -> None:
 def test_the_seeds_pass_their_target(target: str) -> None:
     for seed in seeds(target):
         TARGETS[target](seed)
+
+
+def test_an_ole_file_that_declares_streams_larger_than_itself_is_corrupt_without_reading_them() -> None:
+    # Found by the long fuzz run: 1.5 KB whose root entry declares a mini stream of gigabytes; olefile read it
+    # sector by sector (45 s, gigabytes of memory) before the extractors compared the sizes with the file.
+    import tracemalloc
+
+    from daemon.extract import extract_in_process
+
+    data = (ROOT / "fuzz" / "crashes" / "jtdc-olefile-root-size.jtdc").read_bytes()
+    tracemalloc.start()
+    try:
+        result = extract_in_process(data, "ichitaro", "jtdc")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.error == "corrupt" and result.text == ""
+    assert peak < 50 * 1024 * 1024, peak

@@ -32,8 +32,13 @@ def detect_ole(data: bytes, limits: ContainerLimits, deadline: Deadline) -> Cont
     with olefile.OleFileIO(io.BytesIO(data), path_encoding=None) as ole:
         if len(ole.direntries) > limits.max_members:
             raise _Stop("limits:members")
-        if _ole_declared_stream_bytes(ole) > max(limits.max_uncompressed, 2 * len(data)):
+        streams, largest = _ole_declared_sizes(ole)
+        if streams > max(limits.max_uncompressed, 2 * len(data)):
             # streams aliasing the same sectors: olevba would read every one of them in full
+            raise _Stop("limits:uncompressed")
+        if largest > len(data):
+            # One stream (or the root's mini stream, which every small stream is read through) larger than
+            # the file: olefile follows the declared size sector by sector (45 s and gigabytes for 1.5 KB).
             raise _Stop("limits:uncompressed")
         deadline.check()
         clsid = (ole.root.clsid or "").upper() if ole.root is not None else ""
@@ -60,17 +65,22 @@ def detect_ole(data: bytes, limits: ContainerLimits, deadline: Deadline) -> Cont
     return Content(kind, fmt, macro=macro)
 
 
-def _ole_declared_stream_bytes(ole: olefile.OleFileIO) -> int:
-    """Sum of the sizes that every directory entry of type stream declares, orphans included."""
+def _ole_declared_sizes(ole: olefile.OleFileIO) -> tuple[int, int]:
+    """(sum of the sizes that every stream entry declares, orphans included; the largest size any stream or
+    the root entry declares)."""
     fp = ole.directory_fp
     fp.seek(0)
     directory = fp.read()
     wide = ole.sectorsize != 512  # version 3 files ignore the size's high dword
-    total = 0
+    total = largest = 0
     for off in range(0, len(directory) - 127, 128):
-        if directory[off + 66] == olefile.STGTY_STREAM:
-            total += struct.unpack_from("<Q" if wide else "<I", directory, off + 120)[0]
-    return total
+        kind = directory[off + 66]
+        if kind in (olefile.STGTY_STREAM, olefile.STGTY_ROOT):
+            size = struct.unpack_from("<Q" if wide else "<I", directory, off + 120)[0]
+            largest = max(largest, size)
+            if kind == olefile.STGTY_STREAM:
+                total += size
+    return total, largest
 
 
 def _legacy_encrypted(data: bytes, ole: olefile.OleFileIO, fmt: str) -> bool:
