@@ -130,11 +130,11 @@ def seeds(target: str) -> list[bytes]:
         out += [hostile.nested_multipart(40), hostile.many_attachments(5), hostile.unclosed_tags_html(200)]
     if target == "txt":
         out += ["本編 P.1 について。\r\n".encode(enc) for enc in ("utf-8", "cp932", "euc_jp", "iso2022_jp", "utf-16")]
-    # Saved crashes seed the next run, except memory blow-ups inside a third-party parser (named "-oom-"): the
-    # extraction child's address-space limit bounds them (a regression test shows it), and in this process they
-    # would stop every run at once.
+    # Saved crashes seed the next run, except memory blow-ups and aborts inside a third-party parser (named
+    # "-oom-" and "-abort-"): the extraction child bounds them (a regression test shows it), and in this process
+    # they would stop every run at once.
     out += [p.read_bytes() for p in sorted((ROOT / "fuzz" / "crashes").glob("*")) if p.is_file()
-            and crash_target(p) == target and "-oom-" not in p.name]
+            and crash_target(p) == target and "-oom-" not in p.name and "-abort-" not in p.name]
     return out or [b""]
 
 

@@ -126,12 +126,18 @@ def count_replaced(text: str) -> int:
 
 
 def ole_stream(ole: object, name: str, file_size: int) -> bytes:
-    """The stream `name` of an OLE2 file (olefile), refused as corrupt when its size, or the size of the root
-    entry's mini stream that small streams live in, is larger than the file: olefile follows a declared size
-    sector by sector, so a 1.5 KB file that declares gigabytes took 45 s and gigabytes of memory (found by
-    the fuzzer, fuzz/crashes/jtdc-olefile-root-size). Every stream's sectors are in the file: a larger size
-    is a lie."""
+    """The stream `name` of an OLE2 file (olefile), refused as corrupt when its size, the size of the root
+    entry's mini stream that small streams live in, or the mini FAT that the header declares, is larger than
+    the file: olefile follows a declared size sector by sector, so a 1.5 KB file that declares gigabytes took
+    45 s and gigabytes of memory (found by the fuzzer, fuzz/crashes/jtdc-olefile-root-size*). Every stream's
+    sectors are in the file: a larger size is a lie."""
     root = getattr(ole, "root", None)
-    if root is None or root.size > file_size or ole.get_size(name) > file_size:  # type: ignore[attr-defined]
+    if root is None or root.size > file_size or ole.get_size(name) > file_size \
+            or _minifat_bytes(ole) > file_size:  # type: ignore[attr-defined]
         raise ExtractError("corrupt")
     return bytes(ole.openstream(name).read())  # type: ignore[attr-defined]
+
+
+def _minifat_bytes(ole: object) -> int:
+    """What the header says the mini FAT takes: olefile reads that much before the first small stream."""
+    return int(ole.num_mini_fat_sectors) * int(ole.sectorsize)  # type: ignore[attr-defined]

@@ -28,7 +28,8 @@ def test_a_short_fuzz_run_finds_no_crash(target: str) -> None:
     assert summary["executions"] > 0, done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "fuzz" / "crashes").glob("*-oom-*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "fuzz" / "crashes").glob("*-oom-*"),
+                                         *(ROOT / "fuzz" / "crashes").glob("*-abort-*")]), ids=lambda p: p.name)
 def test_a_parser_memory_blowup_is_bounded_by_the_child(path) -> None:
     start = time.monotonic()
     result = extract(path.read_bytes(), "excel", path.suffix.lstrip("."))

@@ -36,9 +36,10 @@ def detect_ole(data: bytes, limits: ContainerLimits, deadline: Deadline) -> Cont
         if streams > max(limits.max_uncompressed, 2 * len(data)):
             # streams aliasing the same sectors: olevba would read every one of them in full
             raise _Stop("limits:uncompressed")
-        if largest > len(data):
-            # One stream (or the root's mini stream, which every small stream is read through) larger than
-            # the file: olefile follows the declared size sector by sector (45 s and gigabytes for 1.5 KB).
+        if largest > len(data) or ole.num_mini_fat_sectors * ole.sectorsize > len(data):
+            # One stream (or the root's mini stream, or the header's mini FAT, which every small stream is
+            # read through) larger than the file: olefile follows the declared size sector by sector (45 s
+            # and gigabytes for 1.5 KB).
             raise _Stop("limits:uncompressed")
         deadline.check()
         clsid = (ole.root.clsid or "").upper() if ole.root is not None else ""
