@@ -30,7 +30,7 @@ from daemon.outline import OTHER
 from daemon.rules import Rules
 from daemon.staff.export import public_submitter, staff_submitter
 from daemon.staff.groups import DEFAULT_NGRAM, DEFAULT_SIMILARITY, find_groups
-from daemon.staff.query import Filters, Item, items_of, select_records
+from daemon.staff.query import Filters, Item, items_of, record_matches, select_records
 from daemon.store.db import Event, Message, now_utc
 from daemon.store.review import DRAFT, FINAL, REVISED, STATES, TODO, ReviewEvent, ReviewGroup, ReviewItem, Supersession
 
@@ -69,9 +69,23 @@ def eligible_items(session: Session) -> list[Item]:
 
 
 # -- sync ------------------------------------------------------------------------------------------
+def _has_new_items(session: Session) -> bool:
+    """Whether some counted record has a comment item without a row: only accepted records that have no row
+    at all are read (few), not the whole publication set. A record's items are fixed once it is accepted
+    (release and retry act on rejected and held records, which have no rows), so a record with rows has all."""
+    pub = Filters.for_publication()
+    gone = superseded_ids(session)
+    fresh = session.scalars(select(Message).where(
+        Message.status.in_(pub.statuses),
+        ~select(ReviewItem.id).where(ReviewItem.message_pk == Message.id).exists()))
+    return any(items_of([m]) for m in fresh if m.id not in gone and record_matches(m, pub))
+
+
 def sync(session: Session, rules: Rules, actor: str = SYSTEM, threshold: float = DEFAULT_SIMILARITY,
          ngram: int = DEFAULT_NGRAM) -> int:
     """Give every counted item without a row its place and its row; returns how many were added."""
+    if not _has_new_items(session):
+        return 0  # the common case on every page view: no record has to be read
     known = {(r.message_pk, r.item_index): r for r in session.scalars(select(ReviewItem))}
     items = eligible_items(session)
     new = [n for n, it in enumerate(items) if it.key not in known]
