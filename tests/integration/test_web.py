@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 import pytest
 from starlette.testclient import TestClient
+from web_client import PASSWORD, csrf_of, signed_in
 
 from daemon.model import Arrival
 from daemon.pipeline import Intake
@@ -29,7 +30,6 @@ from devkit.ikensho import ikensho_docx
 
 from mails import mail
 
-PASSWORD = "correct horse battery"
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -44,21 +44,6 @@ def app(intake: Intake) -> Any:
             accounts.add(session, name, role, PASSWORD)
     settings = dataclasses.replace(WebSettings.from_config(intake.config), cookie_secure=False)
     return create_app(intake.config, intake.rules, settings, intake.sessions)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html[:500]
-    return found.group(1)
-
-
-def signed_in(app: Any, name: str) -> TestClient:
-    client = TestClient(app)
-    token = csrf_of(client.get("/login").text)
-    r = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token},
-                    follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/", r.text
-    return client
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from docx import Document
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from web_client import PASSWORD, csrf_of, signed_in
 
 from daemon.model import Arrival
 from daemon.pipeline import Intake
@@ -30,7 +31,6 @@ from devkit.ikensho import ikensho_docx
 
 from mails import mail
 
-PASSWORD = "correct horse battery"
 HOSTILE = "<script>alert(1)</script>"
 JST = dt.timezone(dt.timedelta(hours=9))
 FORM = "本編 P.12 について、中小企業への支援策を拡充すべきである。特に、AIの安全性評価に要する費用の補助を求める。"
@@ -79,20 +79,6 @@ def site(intake: Intake) -> Site:
             accounts.add(session, name, role, PASSWORD)
     settings = dataclasses.replace(WebSettings.from_config(intake.config), cookie_secure=False)
     return Site(create_app(intake.config, intake.rules, settings, intake.sessions), intake, ids)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html[:500]
-    return found.group(1)
-
-
-def signed_in(app: Any, name: str) -> TestClient:
-    client = TestClient(app)
-    token = csrf_of(client.get("/login").text)
-    r = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 @pytest.fixture
