@@ -318,7 +318,11 @@ def test_the_result_document_downloads_for_anyone_signed_in(reviewer: TestClient
     page = reviewer.get(f"/review/rows/{gid}").text
     reviewer.post(f"/review/rows/{gid}/answer", data={"answer": "第3章に支援策を追記します。", "state": "final",
                                                       "revised": "有", "version": "0", "csrf_token": csrf_of(page)})
-    assert 'href="/exports/result.docx"' in viewer.get("/exports").text
+    exports = viewer.get("/exports").text
+    assert 'href="/exports/result.docx"' in exports
+    # the page's title is its name, not a piece of the page (the result section once sat in the title block)
+    assert re.search(r"<title>([^<]*)</title>", exports).group(1) == "出力 | 意見受付"  # type: ignore[union-attr]
+    assert exports.count("結果の公示資料") == 1
     r = viewer.get("/exports/result.docx")
     assert r.status_code == 200 and r.content[:2] == b"PK"
     cd = r.headers["content-disposition"]
