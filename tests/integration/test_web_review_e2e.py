@@ -217,6 +217,8 @@ async def test_from_the_intake_log_to_the_result_document(site: Site, tmp_path: 
         await shot(page, site, "review-progress")
 
         await page.click("header nav >> text=出力")
+        assert await page.title() == "出力 | 意見受付"
+        await shot(page, site, "review-exports")
         async with page.expect_download() as info:
             await page.click("a[href='/exports/result.docx']")
         download = await info.value
