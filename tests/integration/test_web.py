@@ -319,6 +319,17 @@ def test_dashboard_counts(reviewer: TestClient, intake: Intake) -> None:
     assert re.search(r"受付不可: <strong>1</strong>", html) and "2026-01-10" in html
 
 
+def test_dashboard_says_when_one_clamd_of_two_is_down(intake: Intake) -> None:
+    scan = dataclasses.replace(intake.config.scan, clamd=f"{intake.config.scan.clamd} unix:///nonexistent/clamd.sock")
+    config = dataclasses.replace(intake.config, scan=scan)
+    with intake.sessions.begin() as session:
+        accounts.add(session, "viewer1", "viewer", PASSWORD)
+    settings = dataclasses.replace(WebSettings.from_config(config), cookie_secure=False)
+    with signed_in(create_app(config, intake.rules, settings, intake.sessions), "viewer1") as client:
+        html = client.get("/").text
+    assert "応答あり" in html and "2 台のうち 1 台が応答なし" in html
+    assert "nonexistent" not in html  # the dashboard counts; `intake status` names them for the admin
+
 def test_exports_public_for_all_internal_for_reviewers(reviewer: TestClient, viewer: TestClient,
                                                        intake: Intake) -> None:
     ingest(intake, mail(body="氏名：公開 禁子\n住所：東京都\n\n本編 P.1 について意見。"))
