@@ -40,6 +40,11 @@ def compose_with_mailutils(tmp_path: Path, body: str, attachment: tuple[str, str
     return trace + raw
 
 
+def with_message_id(raw: bytes, local: str) -> bytes:
+    """`mail` leaves the Message-ID to the MTA (Postfix's cleanup adds one): add it as the MTA would."""
+    return raw.replace(b"Subject:", f"Message-ID: <{local}@example.jp>\nSubject:".encode(), 1)
+
+
 def ingest(intake: Intake, raw: bytes) -> dict:
     rid = intake.process(Arrival(raw=raw, source="ingest")).id
     with intake.sessions() as session:
@@ -64,20 +69,22 @@ def test_mailutils_mail_with_a_japanese_attachment_is_read(intake: Intake, tmp_p
 def test_a_held_record_still_says_whose_mail_it_is(intake: Intake, tmp_path: Path) -> None:
     from daemon.scanner import Scanner
 
-    raw = compose_with_mailutils(tmp_path, "本編 P.3 について意見です。\n")
+    raw = with_message_id(compose_with_mailutils(tmp_path, "本編 P.3 について意見です。\n"), "held-1")
     intake.scanner = Scanner("unix:///nonexistent/clamd.sock", timeout=2)  # clamd down: held
     rec = ingest(intake, raw)
     assert rec["status"] == "held"
     assert rec["subject"] == "意見の提出（山田）" and rec["from"] == "yamada@example.jp"
+    assert rec["message_id"] == "<held-1@example.jp>"  # the scan came first; the header block was read
     assert rec["date"]  # the sender's Date: kept too
 
 
 def test_a_too_large_record_has_its_header_fields(intake: Intake, tmp_path: Path) -> None:
-    raw = compose_with_mailutils(tmp_path, "大きな意見。" * 100)
+    raw = with_message_id(compose_with_mailutils(tmp_path, "大きな意見。" * 100), "large-1")
     intake.rules = dataclasses.replace(intake.rules, max_message_bytes=200)
     rec = ingest(intake, raw)
     assert rec["status"] == "rejected" and rec["reasons"] == ["too_large"]
     assert rec["subject"] == "意見の提出（山田）" and rec["from"] == "yamada@example.jp"
+    assert rec["message_id"] == "<large-1@example.jp>"  # `intake ingest` reads the header block too
 
 
 def test_lf_and_crlf_copies_store_the_same_text(intake: Intake, tmp_path: Path) -> None:
