@@ -15,6 +15,7 @@ import io
 import json
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from sqlalchemy import select
 
 from daemon import logs
 from daemon.config import PACKAGE_ROOT, Config, ConfigError
+from daemon.model import Arrival
 from daemon.pipeline import Intake
 from daemon.scanner import Scanner
 from daemon.sources.lmtp import (
@@ -39,6 +41,7 @@ from daemon.sources.lmtp import (
     stop_lmtp,
 )
 from daemon.stages.identity import content_identity
+from daemon.store import records
 from daemon.store.db import DoorRefusal, Message, make_engine, make_sessionmaker
 from daemon.store.raw import RawStore
 from daemon.store.refusals import door_refusal_count
@@ -218,6 +221,29 @@ async def test_smtplib_over_lmtp_and_smtp_and_swaks_over_tcp(intake: Intake, soc
     recs = rows(intake)
     assert [(m.source, m.status) for m in recs] == [("lmtp", "accepted"), ("smtp", "accepted"), ("lmtp", "accepted")]
     assert all(intake.raw_store.locate(m.sha256 or "") for m in recs)
+
+
+async def test_the_same_mail_over_lmtp_and_from_a_file_stores_the_same_text(intake: Intake, sockdir: Path) -> None:
+    # Issue 14.3: over LMTP the body text kept CRLF (chars 112) where `intake ingest` of the file gave LF (103).
+    body = "総務省 御中\n\n標記の件について、本編（案）P.12 に意見します。\n出力側の検証も明記すべきです。\n"
+    over_lmtp = mail(body=body, subject="意見 LF", sender=SENDER, received=None)  # CRLF, as an MTA sends it
+    assert over_lmtp.count(b"\r\n") > 5
+    # The file as saved on disk: LF line ends (and a field more, so that it is not a duplicate of the first).
+    from_file = over_lmtp.replace(b"\r\n", b"\n").replace(b"Subject:", b"X-Copy: file\nSubject:", 1)
+    async with serving(intake, sockdir) as cfg:
+        def send() -> None:
+            with smtplib.LMTP(cfg.socket) as lmtp:
+                assert lmtp.sendmail(SENDER, [RCPT], over_lmtp) == {}
+
+        await asyncio.to_thread(send)
+    intake.process(Arrival(raw=from_file, source="ingest"))
+    with intake.sessions() as session:
+        msgs = list(session.scalars(select(Message).order_by(Message.id)))
+        assert [(m.source, m.status) for m in msgs] == [("lmtp", "accepted"), ("ingest", "accepted")]
+        lmtp_rec, file_rec = (records.to_contract(m) for m in msgs)
+    assert lmtp_rec["texts"] == file_rec["texts"] and lmtp_rec["texts"][0]["chars"] > 0
+    assert [c["text"] for c in lmtp_rec["comments"]] == [c["text"] for c in file_rec["comments"]]
+    assert not any("\r" in c["text"] for c in lmtp_rec["comments"])
 
 
 # -- LMTP: one reply per accepted recipient -------------------------------------------------------------
