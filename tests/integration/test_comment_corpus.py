@@ -32,6 +32,7 @@ REAL = [
     ("ichitaro/taro2016_basic.jtd", "ichitaro", "jtd"),
     ("ichitaro/taro2016_basic_zip.jtdc", "ichitaro", "jtdc"),
     ("ichitaro/taro7_taro2016_basic.jfw", "ichitaro", "jtd"),
+    ("ichitaro/ver5_taro2016_basic.jaw", "ichitaro", "ichitaro-dos"),
     ("ichitaro/ver6_taro2016_basic.jbw", "ichitaro", "ichitaro-dos"),
 ]
 TEXT = "本編（案）P.12について\r\n\r\n出力側の検証も明記すべきです。～髙﨑①\r\n"
