@@ -91,7 +91,7 @@ def no_orphans(config: Config, engine: Engine) -> list[str]:
 
 
 def japanese_mail(n: int = 0) -> bytes:
-    """An ISO-2022-JP mail as Japanese mailers still send it (7bit), with CP932 extensions in the body."""
+    """A Japanese mail (UTF-8, base64 by the stdlib) with CP932 extensions in the body: ①㈱髙﨑～ must come through."""
     msg = EmailMessage()
     msg["From"] = "山田太郎 <taro.yamada@example.jp>"
     msg["To"] = "pubcomment@example.go.jp"
