@@ -49,7 +49,7 @@ from daemon.model import (
     decide_status,
 )
 from daemon.rules import Rules
-from daemon.scanner import Scanner
+from daemon.scanner import Scanner, for_one_message
 from daemon.stages.classify import ContainerLimits
 from daemon.stages.comment import comment_stage
 from daemon.stages.headers import read_headers
@@ -152,14 +152,16 @@ class Intake:
     # -- the stages, in order ----------------------------------------------------------------------
     def stage_list(self, rules: Rules) -> list[tuple[str, Stage]]:
         """Every stage of one message, in order, all judging by the same `rules`."""
+        # One clamd for the whole message and its attachments (its cache makes the second scan nearly free).
+        scanner = for_one_message(self.scanner)
         return [
             ("received", lambda w: determine_received(w, rules)),
             ("headers", read_headers),
             ("size", lambda w: check_size(w, rules)),
             ("duplicate", mark_duplicate),
-            ("scan", lambda w: scan_message(w, self.scanner)),
+            ("scan", lambda w: scan_message(w, scanner)),
             ("parse", lambda w: self._parse(w, rules)),
-            ("scan_attachments", lambda w: scan_attachments(w, self.scanner)),
+            ("scan_attachments", lambda w: scan_attachments(w, scanner)),
             ("classify", lambda w: classify_attachments(w, rules, self.limits)),
             ("extract", lambda w: extract_texts(w, rules.limits, _seconds_left())),
             ("comment", lambda w: comment_stage(w, rules.comment)),

@@ -12,6 +12,11 @@ round-robin. A clamd that fails is marked down for a back-off (5 s doubling to 6
 to the next one, so one clamd down means the others take the load. A clamd in back-off is tried again when
 its back-off ends (by the next scan or PING), and also as a last resort when no other answered: the pool
 raises ScanUnavailable only when every clamd failed this very scan (fail closed, as with one clamd).
+
+One message's scans stay on one clamd (`Scanner.for_message()`): the whole-message scan unpacks every
+attachment and clamd caches each clean file by its hash, so the per-attachment scans of R5 cost about 1 % more
+on the clamd that saw the message and about 70 % more on another one (`python -m bench.double_scan`,
+BENCHMARKS.md). The turn moves on once per message; a clamd that fails mid-message hands over to the pool.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlparse
 
 import clamd
@@ -175,13 +181,14 @@ class Scanner:
 
     # -- choosing and marking (under the lock) --------------------------------------------------------
 
-    def _order(self, *, advance: bool = False) -> list[_Clamd]:
-        """This call's order: the clamd that are up, round-robin from the next one; then those in back-off,
-        soonest back first (tried only if none of the first answered). Only scans move the turn on."""
+    def _order(self, *, advance: bool = False, prefer: int | None = None) -> list[_Clamd]:
+        """This call's order: the clamd that are up, round-robin from the next one (or from `prefer`, the
+        clamd of this message, without moving the turn on); then those in back-off, soonest back first (tried
+        only if none of the first answered). Only a message's first scan moves the turn on."""
         now = time.monotonic()
         with self._lock:
-            start = self._next
-            if advance:
+            start = self._next if prefer is None else prefer
+            if advance and prefer is None:
                 self._next = (self._next + 1) % len(self._pool)
             turn = self._pool[start:] + self._pool[:start]
             up = [c for c in turn if c.down_until <= now]
@@ -230,8 +237,11 @@ class Scanner:
     def scan(self, data: bytes) -> ScanResult:
         """A verdict from the first clamd that gives one; ScanUnavailable (the last failure's code) when none
         does. Never clean by default (fail closed)."""
+        return self._scan(data, None)[0]
+
+    def _scan(self, data: bytes, prefer: int | None) -> tuple[ScanResult, int]:
         last: ScanUnavailable | None = None
-        for c in self._order(advance=True):
+        for c in self._order(advance=True, prefer=prefer):
             try:
                 result = self._scan_one(c, data)
             except ScanUnavailable as exc:
@@ -239,9 +249,13 @@ class Scanner:
                 last = exc
                 continue
             self._ok(c, scanned=True)
-            return result
+            return result, c.index
         assert last is not None
         raise last
+
+    def for_message(self) -> MessageScanner:
+        """A scanner for one message's scans: the first goes to the pool's next clamd, the rest to the same."""
+        return MessageScanner(self)
 
     def _ping_one(self, c: _Clamd, *, quiet: bool = False) -> bool:
         try:
@@ -296,3 +310,25 @@ class Scanner:
         versions = {c.index: self._version_one(c) for c in self._pool if c.last_error is None}
         return [ClamdState(s.index, s.url, s.up, versions.get(s.index), s.error, s.scans, s.failures, s.retry_in_s)
                 for s in self.states()]
+
+
+class MessageScanner:
+    """One message's scans on the clamd that answered its first scan (see the module's docstring); the pool's
+    order, back-offs and fail-closed rule apply unchanged. Used by one thread for one message."""
+
+    def __init__(self, pool: Scanner) -> None:
+        self.pool = pool
+        self.clamd: int | None = None  # the index of the clamd that answered last
+
+    def scan(self, data: bytes) -> ScanResult:
+        result, self.clamd = self.pool._scan(data, self.clamd)
+        return result
+
+
+class Scans(Protocol):
+    def scan(self, data: bytes) -> ScanResult: ...
+
+
+def for_one_message(scanner: Scans) -> Scans:
+    """The scanner for one message's scans: a pool's `for_message()`; anything else (one stand-in) as it is."""
+    return scanner.for_message() if isinstance(scanner, Scanner) else scanner

@@ -26,7 +26,7 @@ from daemon.alerts.outbox import enqueue_for_record
 from daemon.logs import get_logger
 from daemon.model import ACCEPTED, DUPLICATE, HELD, QUARANTINED, REJECTED, VIRUS, Arrival, Work
 from daemon.pipeline import Intake
-from daemon.scanner import ScanUnavailable
+from daemon.scanner import ScanUnavailable, for_one_message
 from daemon.stages.comment import comment_stage
 from daemon.stages.parse import parse_message
 from daemon.stages.scan_policy import finding_reason
@@ -208,7 +208,8 @@ class RescanReport:
 def _find_virus(intake: Intake, raw: bytes) -> tuple[str | None, str | None, list[str]]:
     """(signature, attachment sha256 or None, other findings). Scans the whole message, then each attachment."""
     other: list[str] = []
-    res = intake.scanner.scan(raw)
+    scanner = for_one_message(intake.scanner)  # the attachments on the clamd that unpacked them (its cache)
+    res = scanner.scan(raw)
     if res.infected and res.signature:
         if finding_reason(res.signature) == VIRUS:
             return res.signature, None, other
@@ -216,7 +217,7 @@ def _find_virus(intake: Intake, raw: bytes) -> tuple[str | None, str | None, lis
     work = Work(arrival=Arrival(raw=raw, source="rescan"), sha256=None, content_id=None, size=len(raw))
     parse_message(work)
     for part in work.attachments:
-        res = intake.scanner.scan(part.data)
+        res = scanner.scan(part.data)
         if res.infected and res.signature:
             if finding_reason(res.signature) == VIRUS:
                 return res.signature, hashlib.sha256(part.data).hexdigest(), other

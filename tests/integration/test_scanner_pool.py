@@ -81,6 +81,31 @@ def test_one_string_with_several_urls_is_a_pool(pair: tuple[Clamd, Clamd]) -> No
     assert one.urls == (a.url,) and one.url == a.url and one.scan(eicar()).infected
 
 
+def test_one_messages_scans_stay_on_one_clamd_and_messages_take_turns(pair: tuple[Clamd, Clamd]) -> None:
+    # The whole-message scan unpacks the attachments and clamd caches each clean file: the attachment scans go
+    # to the same clamd (bench/double_scan.py: ~1 % more CPU there, ~70 % on another clamd).
+    a, b = pair
+    pool = Scanner([a.url, b.url], timeout=10)
+    for n in range(4):
+        one = pool.for_message()
+        for k in range(3):  # the whole message, then two attachments
+            assert not one.scan(CLEAN + f"{n}-{k}".encode()).infected
+        assert one.clamd == n % 2  # message 0 on clamd 0, message 1 on clamd 1 …
+        assert [s.scans for s in pool.states()] == [3 * (n // 2 + 1), 3 * ((n + 1) // 2)]
+
+
+def test_a_messages_clamd_that_stops_mid_message_hands_over_to_the_other(pair: tuple[Clamd, Clamd]) -> None:
+    a, b = pair
+    pool = Scanner([a.url, b.url], timeout=10)
+    one = pool.for_message()
+    assert not one.scan(CLEAN).infected and one.clamd == 0
+    a.stop()
+    assert one.scan(eicar()).infected and one.clamd == 1  # the attachment is still scanned: by the other clamd
+    b.stop()
+    with pytest.raises(ScanUnavailable):  # and with none left, the message is held (fail closed)
+        one.scan(CLEAN)
+
+
 def test_one_stopped_mid_run_the_other_takes_every_message(pair: tuple[Clamd, Clamd]) -> None:
     a, b = pair
     pool = Scanner([a.url, b.url], timeout=10)
