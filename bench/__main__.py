@@ -1,8 +1,9 @@
 """`python -m bench`: the intake's throughput, latency and memory next to the floor (fetch + clamd scan).
 
 Sets up its own clamd (test signatures, or --signatures production-like; --clamd N of them), Dovecot and
-corpus in a temp dir, runs the backlog and the steady-arrival runs on SQLite and/or PostgreSQL, writes
-BENCHMARKS.md (medians) and the raw results as JSON, and removes the temp dir.
+corpus in a temp dir, runs the backlog (next to the parallel and the sequential floor) and the steady-arrival
+runs on SQLite and/or PostgreSQL, and with --arrivals-during-backlog the steady arrivals while a backlog drains;
+writes BENCHMARKS.md (medians) and the raw results as JSON, and removes the temp dir.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -37,9 +39,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="in the latency run the big (5–19 MB) messages arrive apart, one every N s on a second "
                         "connection (default 5); 0: they stay in the steady stream as 5 %% of it")
     p.add_argument("--no-latency", action="store_true", help="skip the steady-arrival run")
-    p.add_argument("--no-backlog", action="store_true", help="skip the backlog run (and its baseline)")
-    p.add_argument("--baseline-workers", type=int, default=1,
-                   help="parallel imaplib connections for the baseline (default 1: sequential)")
+    p.add_argument("--no-backlog", action="store_true",
+                   help="skip the backlog run (and its floors); --arrivals-during-backlog keeps its own backlog")
+    p.add_argument("--baseline-workers", type=int, default=None, metavar="N",
+                   help="parallel imaplib connections for the floor the ratios are stated against (default: one "
+                        f"per core, {runner.default_floor_workers()} here; 1: the sequential floor alone)")
+    p.add_argument("--no-sequential-baseline", action="store_true",
+                   help="skip the sequential floor that runs beside the parallel one (saves its time)")
+    p.add_argument("--arrivals-during-backlog", action="store_true",
+                   help="one more run per database and run: the steady arrival of small and medium mail "
+                        "(--latency-rate for --latency-seconds) while a backlog of --messages drains")
+    p.add_argument("--arrivals-delay", type=float, default=3.0, metavar="S",
+                   help="the arrivals start S seconds after the daemon is ready on the backlog (default 3)")
     p.add_argument("--profile", action="store_true",
                    help="one extra backlog run on the first database under py-spy (not in the medians)")
     p.add_argument("--quick", action="store_true",
@@ -70,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.clamd < 1:
         p.error("--clamd: at least 1")
+    if args.baseline_workers is not None and args.baseline_workers < 1:
+        p.error("--baseline-workers: at least 1")
     if args.quick:
         args.messages, args.runs, args.latency_seconds = 100, 1, 5.0
         if "--db" not in (argv if argv is not None else sys.argv[1:]):
@@ -109,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: building the corpus of {args.messages} messages in {root}", flush=True)
         items = corpus.write(root / "corpus", args.messages, token, args.seed, args.small_only)
         results["corpus"] = report.corpus_summary(items, time.time() - t0)
+        arrivals: list[corpus.Item] = []
+        if args.arrivals_during_backlog:
+            # Mail of its own (another seed and token: no duplicate of a backlog message or text), big ones left
+            # out; 5 % of the mix is big, so a little more than rate × seconds is built.
+            wanted = int(args.latency_rate * args.latency_seconds)
+            built = corpus.write(root / "arrivals", math.ceil(wanted / 0.95) + 2, token + "a", args.seed + 1,
+                                 args.small_only)
+            arrivals = [i for i in built if i.kind != corpus.BIG][:wanted]
+            results["arrivals_corpus"] = report.corpus_summary(arrivals, 0.0)
         print(f"bench: starting {args.clamd} clamd with the {args.signatures} signatures", flush=True)
         services = runner.start_services(root / "services", args.signatures, args.clamd, args.signature_scale)
         results["signatures"] = services.signatures
@@ -120,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.no_backlog:
                     print(f"bench: {db} backlog run {k}/{args.runs} …", flush=True)
                     res = runner.backlog_run(services, items, db, f"{db}-b{k}", args.baseline_workers,
-                                             skip_baseline=args.no_baseline)
+                                             skip_baseline=args.no_baseline,
+                                             sequential_baseline=not args.no_sequential_baseline)
                     results["runs"].append(res)
                     print("bench:   " + report.one_line(res), flush=True)
                     _save(json_path, results)
@@ -130,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
                                              args.latency_seconds, args.latency_big_interval or None)
                     results["runs"].append(lat)
                     print("bench:   " + report.one_line(lat), flush=True)
+                    _save(json_path, results)
+                if args.arrivals_during_backlog:
+                    print(f"bench: {db} arrivals during a backlog, run {k}/{args.runs} ({len(arrivals)} at "
+                          f"{args.latency_rate:g}/s, {len(items)} in the backlog) …", flush=True)
+                    arr = runner.backlog_arrivals_run(services, items, arrivals, db, f"{db}-a{k}", args.latency_rate,
+                                                      args.latency_seconds, args.arrivals_delay)
+                    results["runs"].append(arr)
+                    print("bench:   " + report.one_line(arr), flush=True)
+                    if not arr["valid"]:
+                        print("bench:   WARNING: the backlog drained before the arrivals ended; use a larger "
+                              "--messages or a shorter --latency-seconds", file=sys.stderr, flush=True)
                     _save(json_path, results)
         if args.profile:
             print(f"bench: {dbs[0]} profiled backlog run (py-spy) …", flush=True)

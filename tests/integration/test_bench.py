@@ -1,11 +1,14 @@
-"""Smoke tests of the benchmark (bench/): the corpus has the issue's mix, and the baseline fetcher/scanner runs
-against a real Dovecot and clamd on a handful of messages. The full benchmark is `python -m bench`, never run here."""
+"""Smoke tests of the benchmark (bench/): the corpus has the issue's mix, the baseline fetcher/scanner runs
+against a real Dovecot and clamd on a handful of messages (sequential and parallel), and one small `python -m bench`
+run covers the parallel floor and the arrivals during a backlog. The full benchmark is never run here."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import importlib
+import json
+import os
 import sys
 import zipfile
 from collections import Counter
@@ -100,3 +103,80 @@ def test_baseline_fetches_and_scans_every_message(tmp_path: Path, clamd: Clamd) 
         assert dovecot.count("INBOX") == len(items)  # BODY.PEEK: nothing moved, nothing marked
     finally:
         dovecot.stop()
+
+
+def test_parallel_floor_works_on_n_connections_at_once(tmp_path: Path, clamd: Clamd) -> None:
+    items = [i for i in corpus.write(tmp_path / "corpus", 30, "p") if i.kind in ("text_jis", "text_utf8")][:12]
+    dovecot = Dovecot(tmp_path / "dovecot")
+    dovecot.start()
+    try:
+        runner.deliver(dovecot, items)
+        par = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, clamd.url, workers=3)
+        seq = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, clamd.url, workers=1)
+        capped = baseline.run("127.0.0.1", dovecot.port, dovecot.user, dovecot.password, clamd.url, workers=50)
+    finally:
+        dovecot.stop()
+    # Three connections, each of which fetched (they share one queue of UIDs), every UID once.
+    assert par.workers == 3 and len(par.per_worker) == 3 and all(w["messages"] > 0 for w in par.per_worker)
+    assert par.messages == seq.messages == sum(w["messages"] for w in par.per_worker) == len(items)
+    assert sorted(par.per_uid) == sorted(seq.per_uid) == list(range(1, len(items) + 1))
+    # The connections overlapped in time: every one started before any one ended.
+    assert max(w["start_s"] for w in par.per_worker) < min(w["end_s"] for w in par.per_worker)
+    assert seq.workers == 1 and [w["messages"] for w in seq.per_worker] == [len(items)]
+    assert capped.workers == len(capped.per_worker) == len(items) and capped.messages == len(items)
+
+
+def _bench(tmp_path: Path, name: str, *args: str) -> tuple[dict[str, Any], str]:
+    """One small `python -m bench` run writing to tmp_path (never BENCHMARKS.md): its JSON results and report."""
+    bench_main: Any = importlib.import_module("bench.__main__")
+    out, raw = tmp_path / f"{name}.md", tmp_path / f"{name}.json"
+    # The temp dir stays the system's (no --workdir tmp_path): clamd's socket path must stay under 108 bytes.
+    argv = ["--runs", "1", "--messages", "150", "--no-latency", "--arrivals-during-backlog", "--latency-rate", "20",
+            "--latency-seconds", "3", "--arrivals-delay", "1", "--output", str(out), "--json", str(raw), *args]
+    assert bench_main.main(argv) == 0
+    return json.loads(raw.read_text()), out.read_text()
+
+
+def _check_arrivals(results: dict[str, Any], report_text: str, db: str) -> None:
+    (r,) = [r for r in results["runs"] if r["kind"] == "backlog_arrivals"]
+    assert r["db"] == db and r["arrival_messages"] == 60 and r["backlog_messages"] == 150
+    # Measured while the backlog drained: some of it was left when the last arrival was APPENDed (derived from the
+    # records' created_at, and seen live in the database at that moment).
+    assert r["valid"] and 0 < r["backlog_left_at_arrivals_end"] <= r["backlog_left_at_arrivals_start"] <= 150
+    assert r["records_at_arrivals_end"] < 150 + 60
+    assert r["arrivals_during_backlog"] == 60
+    assert r["ready_to_first_arrival_s"] >= 1.0
+    sm = r["small_medium"]
+    assert sm["n"] == 60 == r["small"]["n"] + r["medium"]["n"] and r["medium"]["n"] > 0
+    for stats in (sm, r["small"], r["medium"]):
+        assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"] <= stats["max"]
+    assert "## Latency while a backlog drains" in report_text
+    assert any(line.startswith(f"| {db} | 60 |") for line in report_text.splitlines())
+
+
+def test_quick_run_parallel_floor_and_arrivals_during_backlog(tmp_path: Path) -> None:
+    """`python -m bench` with the parallel floor (default: one connection per core) beside the sequential one, and
+    small and medium mail arriving while a backlog drains; the JSON and the report say what the modes promise.
+    The floors do not depend on the database, so PostgreSQL (when the tests have one) runs the arrivals only."""
+    results, text = _bench(tmp_path, "sqlite", "--db", "sqlite")
+    cores = os.cpu_count() or 1
+    (r,) = [r for r in results["runs"] if r["kind"] == "backlog"]
+    floor = r["baseline"]
+    assert floor["workers"] == cores and len(floor["per_worker"]) == cores
+    assert floor["messages"] == sum(w["messages"] for w in floor["per_worker"]) == 150
+    assert r["intake"]["records"] == 150
+    assert r["ratio_intake_to_baseline"] == pytest.approx(r["intake"]["rate"] / floor["rate"])
+    assert r["cpu_ratio_baseline_to_intake"] > 0
+    if cores > 1:
+        seq = r["baseline_sequential"]
+        assert seq["workers"] == 1 and [w["messages"] for w in seq["per_worker"]] == [150]
+        assert r["ratio_intake_to_sequential"] == pytest.approx(r["intake"]["rate"] / seq["rate"])
+        assert r["cpu_ratio_sequential_to_intake"] > 0
+        assert "sequential floor msg/s" in text and f"| sqlite | {cores} |" in text
+    _check_arrivals(results, text, "sqlite")
+
+    pg = os.environ.get("INTAKE_TEST_POSTGRES_URL")
+    if pg:
+        results, text = _bench(tmp_path, "postgres", "--db", "postgres", "--postgres-url", pg, "--no-backlog")
+        assert [r["kind"] for r in results["runs"]] == ["backlog_arrivals"]
+        _check_arrivals(results, text, "postgres")
