@@ -42,6 +42,7 @@ from daemon.service.health import write_health
 from daemon.service.options import ServiceOptions
 from daemon.service.systemd import sd_notify, watchdog_interval
 from daemon.sources.imap import FatalImapError, ImapConfig, ImapWatcher, Progress
+from daemon.sources.imap.sync import PRIORITY_SLOTS
 from daemon.store import claims, orphans
 
 log = get_logger("service")
@@ -91,8 +92,9 @@ class Service:
         self.watcher: ImapWatcher | None = None
         self.abandoned = False  # worker threads still ran when the service stopped
         self.exit_code = 0
+        # max_in_flight records, PRIORITY_SLOTS more for new mail during a backlog pass, and 4 for claims and moves.
         self._executor = ThreadPoolExecutor(
-            max_workers=(imap.max_in_flight if imap else 4) + 4, thread_name_prefix="intake")
+            max_workers=(imap.max_in_flight + PRIORITY_SLOTS if imap else 4) + 4, thread_name_prefix="intake")
         self._clamd: tuple[bool | None, str | None] = (None, None)
         self._last_status_line = ""
         # Alerts (daemon/alerts): the watchers' state machines, fed from the health loop and the pipeline.

@@ -248,6 +248,14 @@ class ImapSession:
         response = self._check(await self._cmd(self.client.uid_search("ALL", charset=None), what="search"), "search")
         return parse_search(response.lines)
 
+    async def search_from(self, uid: int) -> list[int]:
+        """`UID SEARCH UID <uid>:*`. The server always answers with the highest UID even when it is below `uid`
+        (RFC 3501 6.4.8: `*` is the highest): the caller keeps only those above what it has seen."""
+        assert self.client is not None
+        response = self._check(await self._cmd(self.client.uid_search(f"UID {max(1, uid)}:*", charset=None),
+                                               what="search"), "search")
+        return parse_search(response.lines)
+
     async def fetch_meta(self, uids: list[int]) -> list[Meta]:
         assert self.client is not None
         if not uids:

@@ -14,6 +14,11 @@
 Records are made side by side, at most imap.max_in_flight messages and imap.max_in_flight_bytes of them at
 once; a pass does not wait for the slowest: the watcher moves each record as it finishes. The rules are read
 from the intake at each decision and never kept here: a SIGHUP reload replaces them between two messages.
+
+New mail does not wait behind a backlog: while a pass works through the UIDs it found at its start, it looks
+for UIDs above them every ARRIVALS_EVERY seconds and takes those first, small ones with PRIORITY_SLOTS places
+of their own beyond max_in_flight (a deadline day is a backlog plus steady arrivals; before, a mail arriving
+during a 2,000-message pass waited for the whole pass: p95 26–34 s in `python -m bench --arrivals-during-backlog`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -42,6 +48,8 @@ log = get_logger("imap")
 FETCH_GROUP = 16  # small messages per UID FETCH BODY.PEEK[] (one round trip)
 FETCH_GROUP_BYTES = 2 * 1024 * 1024
 HEADER_WEIGHT = 64 * 1024  # what a too-large message weighs in flight: its header block only
+ARRIVALS_EVERY = 0.5  # seconds between two looks for new mail while a pass works through its backlog
+PRIORITY_SLOTS = 2  # in-flight places beyond max_in_flight for new small mail found during a pass
 
 
 class Recorder(Protocol):
@@ -73,11 +81,16 @@ class MailboxSync:
         self._in_flight_uids: set[int] = set()  # being recorded: a later pass must not take them again
         self._in_flight_bytes = 0
         self._done_uids: list[int] = []
+        # While a pass runs: the highest UID it has seen, its `recognise`, and when it last looked for new mail.
+        self._high: int | None = None
+        self._recognise = False
+        self._looked_at = 0.0
+        self._quiet_since = time.monotonic()  # the last record finished or NOOP sent, for wait_some's NOOP
 
     # -- 1–2. search, skip what is recorded, claim, fetch size and date ----------------------------
     async def sync_pass(self, session: ImapSession) -> bool:
         """Process the mailbox once. Returns True when it recorded or moved anything."""
-        cfg, uv = self.cfg, session.uidvalidity
+        uv = session.uidvalidity
         uids = await session.search_all()
         known = await self._claims(claims.recorded, uv, uids)
         new = [u for u in uids if u not in known and u not in self._in_flight_uids]
@@ -87,7 +100,22 @@ class MailboxSync:
         did = await self._move_recorded(session, uv, known)
         # After a UIDVALIDITY change new UIDs may be mail recorded before: each is recognised by its content.
         recognise = bool(new) and await self._claims(claims.has_other_uidvalidity, uv)
-        total, done = len(new), 0
+        self._high, self._recognise, self._looked_at = max(uids, default=0), recognise, time.monotonic()
+        try:
+            did = await self._work_through(session, uv, new, recognise) or did
+        finally:
+            self._high = None
+        if self.once:
+            await self.drain(session, abandon_moves=False)
+        # Otherwise the records still in flight finish on their own: the watch loop moves them as they do.
+        await self._release_done(uv)
+        self.progress.last_poll_at = dt.datetime.now(dt.UTC)
+        self.progress.backlog = 0 if not self.stop.is_set() else self.progress.backlog
+        return did
+
+    async def _work_through(self, session: ImapSession, uv: int, new: list[int], recognise: bool) -> bool:
+        """Claim, size up and start the records of `new` in UID order, new arrivals first (see the docstring)."""
+        cfg, did, done, total = self.cfg, False, 0, len(new)
         for start in range(0, len(new), cfg.batch_size):
             if self.stop.is_set():
                 break
@@ -101,6 +129,7 @@ class MailboxSync:
             i = 0
             while i < len(metas):
                 group = self._next_group(metas, i)
+                await self._take_arrivals(session)
                 await self._wait_capacity(session, group)
                 if self.stop.is_set():
                     await self._release(uv, [m.uid for m in metas[i:]])
@@ -115,13 +144,38 @@ class MailboxSync:
             if self.moves:
                 await self._flush_moves(session)
             await self._release_done(uv)
-        if self.once:
-            await self.drain(session, abandon_moves=False)
-        # Otherwise the records still in flight finish on their own: the watch loop moves them as they do.
-        await self._release_done(uv)
-        self.progress.last_poll_at = dt.datetime.now(dt.UTC)
-        self.progress.backlog = 0 if not self.stop.is_set() else self.progress.backlog
         return did
+
+    async def _take_arrivals(self, session: ImapSession) -> None:
+        """During a pass, at most every ARRIVALS_EVERY seconds: the UIDs above all this pass has seen are
+        claimed and started now, ahead of the rest of the backlog; small ones need not wait for a place."""
+        if self._high is None or time.monotonic() - self._looked_at < ARRIVALS_EVERY or self.stop.is_set():
+            return
+        self._looked_at = time.monotonic()
+        uv, high = session.uidvalidity, self._high
+        fresh = [u for u in await session.search_from(high + 1) if u > high and u not in self._in_flight_uids]
+        if not fresh:
+            return
+        self._high = max(fresh)
+        log.info("arrivals_first", count=len(fresh))
+        for start in range(0, len(fresh), self.cfg.batch_size):
+            chunk = fresh[start : start + self.cfg.batch_size]
+            claimed = await self._claims(claims.claim_many, uv, chunk, self.owner, self.cfg.lease_seconds)
+            mine = [u for u in chunk if claimed.get(u) == claims.CLAIMED]
+            metas = await session.fetch_meta(mine)
+            gone = set(mine) - {m.uid for m in metas}
+            if gone:
+                await self._release(uv, sorted(gone))
+            i = 0
+            while i < len(metas):
+                group = self._next_group(metas, i)
+                small = all(self._weight(m) <= FETCH_GROUP_BYTES for m in group)
+                await self._wait_capacity(session, group, priority=small)
+                if self.stop.is_set():
+                    await self._release(uv, [m.uid for m in metas[i:]])
+                    return
+                await self._start_group(session, group, self._recognise)
+                i += len(group)
 
     async def _move_recorded(self, session: ImapSession, uv: int, known: dict[int, tuple[int, str]]) -> bool:
         """Recorded but still here: moved by whoever claims them (not, at the same time, by the daemon that
@@ -161,20 +215,30 @@ class MailboxSync:
             total += weight
         return group
 
-    async def _wait_capacity(self, session: ImapSession, group: list[Meta]) -> None:
-        """At most max_in_flight messages, and max_in_flight_bytes of them, in memory at once;
-        NOOP every noop_interval while waiting (long processing must not let the server drop us)."""
+    async def _wait_capacity(self, session: ImapSession, group: list[Meta], priority: bool = False) -> None:
+        """At most max_in_flight messages, and max_in_flight_bytes of them, in memory at once (new small mail
+        found during a pass: PRIORITY_SLOTS and one fetch group more); NOOP every noop_interval while waiting
+        (long processing must not let the server drop us). A backlog group's wait looks for new mail too."""
         need = sum(self._weight(m) for m in group)
-        while self.tasks and (len(self.tasks) + len(group) > self.cfg.max_in_flight
-                              or self._in_flight_bytes + need > self.cfg.max_in_flight_bytes):
-            await self.wait_some(session)
+        slots = self.cfg.max_in_flight + (PRIORITY_SLOTS if priority else 0)
+        room = self.cfg.max_in_flight_bytes + (FETCH_GROUP_BYTES if priority else 0)
+        while self.tasks and (len(self.tasks) + len(group) > slots or self._in_flight_bytes + need > room):
+            if priority or self._high is None:
+                await self.wait_some(session)
+            else:  # a backlog group: look for new mail while the records in flight take their time
+                await self.wait_some(session, ARRIVALS_EVERY)
+                await self._take_arrivals(session)
 
-    async def wait_some(self, session: ImapSession) -> None:
-        """Until a record in flight finishes, or noop_interval has passed (then a NOOP keeps the connection)."""
-        done, _ = await asyncio.wait(set(self.tasks), timeout=self.cfg.noop_interval,
+    async def wait_some(self, session: ImapSession, every: float | None = None) -> None:
+        """Until a record in flight finishes, or `every` seconds (noop_interval by default) have passed; a NOOP
+        keeps the connection once noop_interval has passed without a record finishing or a NOOP."""
+        done, _ = await asyncio.wait(set(self.tasks), timeout=every or self.cfg.noop_interval,
                                      return_when=asyncio.FIRST_COMPLETED)
-        if not done:
+        if done:
+            self._quiet_since = time.monotonic()
+        elif time.monotonic() - self._quiet_since >= self.cfg.noop_interval:
             await session.noop()
+            self._quiet_since = time.monotonic()
         self.progress.in_flight = len(self.tasks)
 
     async def _start_group(self, session: ImapSession, group: list[Meta], recognise: bool) -> None:
