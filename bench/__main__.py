@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="size of the production-like set (1.0: about 1 GB per clamd; default 1.0)")
     p.add_argument("--clamd", type=int, default=1, metavar="N",
                    help="number of clamd (default 1): the intake and the floor use them all, round-robin")
+    p.add_argument("--no-clamd-cache", action="store_true",
+                   help="run clamd with DisableCache yes (the bench's way before issue 20); by default clamd keeps its "
+                        "clean-file cache, as production does, and is restarted before each floor and intake run")
     p.add_argument("--intake-pythonpath", default=None,
                    help="run the daemon with PYTHONPATH=DIR (a patched tree, for before/after figures)")
     args = p.parse_args(argv)
@@ -132,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             arrivals = [i for i in built if i.kind != corpus.BIG][:wanted]
             results["arrivals_corpus"] = report.corpus_summary(arrivals, 0.0)
         print(f"bench: starting {args.clamd} clamd with the {args.signatures} signatures", flush=True)
-        services = runner.start_services(root / "services", args.signatures, args.clamd, args.signature_scale)
+        services = runner.start_services(root / "services", args.signatures, args.clamd, args.signature_scale,
+                                         cache=not args.no_clamd_cache)
         results["signatures"] = services.signatures
         print(f"bench:   {json.dumps(services.signatures)}", flush=True)
         results["versions"] = report.versions(services.clamd_url, args.postgres_url if "postgres" in dbs else None,

@@ -58,7 +58,6 @@ def versions(clamd_url: str, pg_url: str | None, daemon_root: str | None = None)
     out: dict[str, Any] = {
         "python": platform.python_version(),
         "clamd": Scanner(clamd_url, timeout=5).version() or "?",
-        "clamd_signatures": "test database (EICAR .hdb + .ndb, daemon/devkit.py), DisableCache yes",
         "dovecot": _run(["dovecot", "--version"]),
         "sqlite": sqlite3.sqlite_version,
         "intake_commit": _run(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short",
@@ -189,6 +188,8 @@ def render(results: dict[str, Any], out_path: Path) -> str:
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['os']}, Linux {m['kernel']}. "
         "The machine may be shared with other work: the load averages before each run are under \"Every run\".",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        *([f"- clamd: {results['signatures'].get('clamd', 1)} × {results['signatures'].get('set', 'test')} signatures, "
+           f"cache {results['signatures']['cache']}"] if results.get("signatures", {}).get("cache") else []),
         *([f"- Daemon variant: PYTHONPATH={results['args']['intake_pythonpath']}"]
           if results["args"].get("intake_pythonpath") else []),
         *([f"- Extra [imap] config: {', '.join(results['args']['imap'])}"] if results["args"].get("imap") else []),

@@ -419,6 +419,17 @@ class Services:
     clamd: Clamd  # the first clamd (all of them: clamds)
     clamds: list[Clamd] = field(default_factory=list)
     signatures: dict[str, Any] = field(default_factory=dict)  # which set, its counts, load time and RSS
+    cache: bool = True  # clamd's clean-file cache on, as production runs it; then restarted before each run
+
+    def fresh_cache(self) -> None:
+        """Before a floor or an intake run: with the cache on, restart every clamd, so that no run finds the
+        verdicts of the run before it (they scan the same corpus); the same URLs, a new process. With the cache
+        off (`--no-clamd-cache`, BenchClamd) there is nothing to forget."""
+        if not self.cache:
+            return
+        for c in self.clamds or [self.clamd]:
+            c.stop()
+            c.start(timeout=1800)
 
     def clamd_pid(self) -> int:
         assert self.clamd.proc is not None
@@ -455,6 +466,7 @@ def default_floor_workers() -> int:
 
 def _floor(services: Services, dovecot: Dovecot, uid_items: dict[int, Item], workers: int) -> dict[str, Any]:
     """One floor run over the whole mailbox, with the CPU it cost (the bench process and every clamd)."""
+    services.fresh_cache()
     clamd_cpu0 = services.clamd_cpu()
     load = load_average()
     client_cpu0 = time.process_time()  # the whole bench process: every worker thread's CPU is in it
@@ -496,6 +508,7 @@ def backlog_run(services: Services, items: list[Item], db_kind: str, tag: str, b
             if sequential_baseline and out["baseline"]["workers"] > 1:
                 out["baseline_sequential"] = _floor(services, dovecot, uid_items, 1)
 
+        services.fresh_cache()  # no verdicts left in clamd from the run before (cache on, as production)
         daemon = Daemon(workdir, db, services.clamd_url, dovecot)
         daemon.upgrade()
         out["load_before_intake"] = load_average()
@@ -593,6 +606,7 @@ def latency_run(services: Services, items: list[Item], db_kind: str, tag: str, r
     workdir = services.root / f"intake-{tag}"
     db = Database.fresh(db_kind, workdir)
     try:
+        services.fresh_cache()  # no verdicts left in clamd from the run before (cache on, as production)
         daemon = Daemon(workdir, db, services.clamd_url, dovecot)
         daemon.upgrade()
         daemon.start()
@@ -672,6 +686,7 @@ def backlog_arrivals_run(services: Services, items: list[Item], arrivals: list[I
         t0 = time.time()
         backlog_uids = deliver(dovecot, items)
         out["deliver_s"] = time.time() - t0
+        services.fresh_cache()  # no verdicts left in clamd from the run before (cache on, as production)
         daemon = Daemon(workdir, db, services.clamd_url, dovecot)
         daemon.upgrade()
         daemon.start()
@@ -731,8 +746,10 @@ def backlog_arrivals_run(services: Services, items: list[Item], arrivals: list[I
 
 
 class BenchClamd(Clamd):
-    """The devkit's clamd with its clean-file cache off: the baseline and the intake scan the same bytes, and
-    whoever scans second must not get cached verdicts (production never sees the same message twice)."""
+    """The devkit's clamd with its clean-file cache off (`--no-clamd-cache`, the bench's way before issue 20):
+    the baseline and the intake scan the same bytes, and whoever scans second must not get cached verdicts. It
+    also charges the intake's second scan of each attachment in full, which production's cache makes ~1 %
+    (BENCHMARKS.md, "The double scan"); by default the bench now keeps the cache and restarts clamd instead."""
 
     def write_config(self) -> Path:
         conf = super().write_config()
@@ -741,7 +758,8 @@ class BenchClamd(Clamd):
         return conf
 
 
-def start_services(root: Path, signatures: str = "test", clamd_count: int = 1, scale: float = 1.0) -> Services:
+def start_services(root: Path, signatures: str = "test", clamd_count: int = 1, scale: float = 1.0,
+                   cache: bool = True) -> Services:
     """`clamd_count` clamd, all on the same signatures: the tests' (EICAR only) or bench/signatures.py's
     production-like set, generated once into root/signatures and shared."""
     root.mkdir(parents=True, exist_ok=True)
@@ -754,14 +772,15 @@ def start_services(root: Path, signatures: str = "test", clamd_count: int = 1, s
         info["scale"], info["generate_s"] = scale, round(time.monotonic() - t0, 1)
     clamds = []
     for k in range(clamd_count):
-        clamd = BenchClamd(root / (f"clamd{k}" if k else "clamd"), database_dir=db_dir)
+        clamd = (Clamd if cache else BenchClamd)(root / (f"clamd{k}" if k else "clamd"), database_dir=db_dir)
         t0 = time.monotonic()
         clamd.start(timeout=1800)  # millions of signatures load in minutes on a busy machine
         info.setdefault("load_s", []).append(round(time.monotonic() - t0, 1))
         assert clamd.proc is not None
         info.setdefault("rss_mb", []).append(round(signature_set.rss_kb(clamd.proc.pid) / 1024))
         clamds.append(clamd)
-    return Services(root, clamds[0], clamds, info)
+    info["cache"] = "on (clamd restarted before each run)" if cache else "off (DisableCache yes)"
+    return Services(root, clamds[0], clamds, info, cache)
 
 
 def stop_services(services: Services) -> None:
