@@ -9,7 +9,10 @@ INTAKE_TEST_IMAP_KILL (default 500 messages in flight for the kill -9 test).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.policy
+import functools
 import json
 import os
 import random
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,43 @@ def wait_for(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+async def until(cond: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """In a test's event loop: wait for `cond` (run in a thread: it may read the database or the mailbox)."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.get_running_loop().run_in_executor(None, cond):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def watching(imap_cfg: Any, recorder: Any, release: Any) -> AsyncIterator[Any]:
+    """An ImapWatcher running in this event loop with its own worker threads, as `intake run` has them; on the
+    way out `release` (a SlowRecord's gate) is opened and the watcher stopped and waited for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from daemon.sources.imap import ImapWatcher
+    from daemon.store import claims
+
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=8)
+
+    async def thread(fn: Callable[..., Any], *args: Any) -> Any:
+        return await loop.run_in_executor(executor, functools.partial(fn, *args))
+
+    stop = asyncio.Event()
+    watcher = ImapWatcher(imap_cfg, recorder, claims.new_owner(), stop, thread)
+    await watcher.connect_first()
+    running = asyncio.ensure_future(watcher.run())
+    try:
+        yield watcher
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(running, 60)
+        executor.shutdown(wait=True)
 
 
 def tiny(i: int, tag: str = "m") -> bytes:
@@ -370,15 +410,12 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
     # every ARRIVALS_EVERY seconds and takes them first. The backlog's records are held at a gate (SlowRecord:
     # only slowness is staged), so "first" cannot be luck.
     import asyncio
-    import functools
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
     from daemon.config import load_config
     from daemon.pipeline import Intake
     from daemon.rules import load_rules
-    from daemon.sources.imap import ImapWatcher, load_imap_config
-    from daemon.store import claims
+    from daemon.sources.imap import load_imap_config
 
     conf = write_config(tmp_path, sqlite_config, dovecot, clamd.url, imap={"poll_interval": 3600, "max_in_flight": 2})
     config = load_config(conf)
@@ -400,26 +437,10 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
     backlog = [mail(body=f"意見 {i} {SlowRecord.MARK.decode()}", subject=f"溜まった意見 {i}") for i in range(6)]
     arrival = tiny(99, "new")
 
-    async def until(cond: Callable[[], Any], what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.get_running_loop().run_in_executor(None, cond):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.1)
-
     async def scenario() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=8)
-
-        async def thread(fn: Callable[..., Any], *args: Any) -> Any:
-            return await loop.run_in_executor(executor, functools.partial(fn, *args))
-
         await loop.run_in_executor(None, dovecot.append, backlog)
-        stop = asyncio.Event()
-        watcher = ImapWatcher(imap_cfg, gate, claims.new_owner(), stop, thread)
-        await watcher.connect_first()
-        running = asyncio.ensure_future(watcher.run())
-        try:
+        async with watching(imap_cfg, gate, gate.release):
             await until(lambda: len(entered) == 2, "both places taken by the backlog")
             await loop.run_in_executor(None, dovecot.append, [arrival])
             await until(lambda: count(engine) == 1, "the new mail recorded while the backlog waits at its gate")
@@ -428,11 +449,6 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
             gate.release.set()
             await until(lambda: count(engine) == 7 and dovecot.count() == 0, "the backlog recorded and moved")
             return seen
-        finally:
-            gate.release.set()
-            stop.set()
-            await asyncio.wait_for(running, 60)
-            executor.shutdown(wait=True)
 
     try:
         seen = asyncio.run(scenario())
@@ -696,14 +712,11 @@ class SlowRecord:
 def test_mail_arriving_beside_a_slow_record_is_recorded_and_moved_before_it(
         tmp_path: Path, sqlite_config: Config, dovecot: Dovecot, clamd: Clamd) -> None:
     import asyncio
-    import functools
-    from concurrent.futures import ThreadPoolExecutor
 
     from daemon.config import load_config
     from daemon.pipeline import Intake
     from daemon.rules import load_rules
-    from daemon.sources.imap import ImapWatcher, load_imap_config
-    from daemon.store import claims
+    from daemon.sources.imap import load_imap_config
 
     conf = write_config(tmp_path, sqlite_config, dovecot, clamd.url, imap={"poll_interval": 3600})
     config = load_config(conf)
@@ -715,25 +728,9 @@ def test_mail_arriving_beside_a_slow_record_is_recorded_and_moved_before_it(
     slow_mail = mail(body=f"大きな意見書の代わり {SlowRecord.MARK.decode()}", subject="遅い")
     quick = [tiny(i, "quick") for i in range(3)]
 
-    async def until(cond: Callable[[], Any], what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.get_running_loop().run_in_executor(None, cond):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.1)
-
     async def scenario() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=8)
-
-        async def thread(fn: Callable[..., Any], *args: Any) -> Any:
-            return await loop.run_in_executor(executor, functools.partial(fn, *args))
-
-        stop = asyncio.Event()
-        watcher = ImapWatcher(imap_cfg, slow, claims.new_owner(), stop, thread)
-        await watcher.connect_first()
-        running = asyncio.ensure_future(watcher.run())
-        try:
+        async with watching(imap_cfg, slow, slow.release) as watcher:
             await loop.run_in_executor(None, dovecot.append, [slow_mail])
             await until(slow.started.is_set, "the slow record to start")
             await loop.run_in_executor(None, dovecot.append, quick)
@@ -746,11 +743,6 @@ def test_mail_arriving_beside_a_slow_record_is_recorded_and_moved_before_it(
             await until(lambda: count(engine) == 4 and dovecot.count() == 0, "the slow one recorded and moved")
             seen["folders"] = dovecot.folders()
             return seen
-        finally:
-            slow.release.set()
-            stop.set()
-            await asyncio.wait_for(running, 60)
-            executor.shutdown(wait=True)
 
     try:
         seen = asyncio.run(scenario())
