@@ -12,7 +12,15 @@ from daemon.web.disposition import content_disposition
 
 README_REASONS = ("too_large", "attachment_not_allowed", "attachment_type_mismatch", "attachment_macro",
                   "attachment_encrypted", "virus", "scan_unavailable", "scan_incomplete", "malformed",
-                  "processing_failed", "staff_rejected")
+                  "malformed_structure", "processing_failed", "staff_rejected")
+
+
+def test_every_reason_code_of_the_model_is_explained() -> None:
+    # A code added to daemon/model.py without its Japanese sentence showed as a bare code (malformed_structure).
+    codes = {v for k, v in vars(model).items() if k.isupper() and isinstance(v, str) and k not in (
+        "DUPLICATE_TEXT", "ACCEPTED", "REJECTED", "QUARANTINED", "HELD", "DUPLICATE")}
+    assert "malformed_structure" in codes
+    assert {c for c in codes if explain.reason(c).label == c} == set()
 README_FLAGS = ("early", "late", "received_at_uncertain", "not_japanese", "missing_name", "missing_address",
                 "missing_contact", "summary_missing", "target_missing", "page_missing", "empty", "extraction_failed",
                 "released", "duplicate_text")
