@@ -51,6 +51,15 @@ def _tally(ctx: Any) -> Any:
     return hit[1] if hit else None
 
 
+def wait_for_tally(timeout: float | None = None) -> None:
+    """Until no 者/件 count runs: it shares the process (and its GIL) with the requests, so `python -m bench.web`
+    times the pages apart from it."""
+    with _lock:
+        workers = list(_running.values())
+    for worker in workers:
+        worker.join(timeout)
+
+
 def _clamd(ctx: Any) -> dict[str, Any]:
     """Reachable when any clamd of `[scan] clamd` answers (the others take the load); `down` lists the URLs
     of those that do not, for a pool of several."""
