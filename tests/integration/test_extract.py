@@ -438,7 +438,9 @@ def test_timeout_kills_a_busy_child() -> None:
     small = extract(_big_xlsx(3), "excel", "xlsx")
     assert small.tables == [[["意見1", "1", "1.5"], ["意見2", "2", "2.5"], ["意見3", "3", "3.5"]]]
     start = time.monotonic()
-    result = extract(data, "excel", "xlsx", ExtractLimits(max_seconds=0.1))
+    # No cell limit in the way: with the default 100,000 cells the child could cut the sheet and answer before the
+    # 0.1 s were up on a quick moment (one CI run: limit:sheet_cells), and the test is about the timeout alone.
+    result = extract(data, "excel", "xlsx", ExtractLimits(max_seconds=0.1, max_sheet_cells=10**9))
     assert result.error == "timeout"
     assert time.monotonic() - start < 1.5
 
