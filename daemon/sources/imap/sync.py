@@ -123,12 +123,7 @@ class MailboxSync:
             if self.stop.is_set():
                 break
             chunk = new[start : start + cfg.batch_size]
-            claimed = await self._claims(claims.claim_many, uv, chunk, self.owner, cfg.lease_seconds)
-            mine = [u for u in chunk if claimed.get(u) == claims.CLAIMED]
-            metas = await session.fetch_meta(mine)
-            gone = set(mine) - {m.uid for m in metas}
-            if gone:  # expunged meanwhile (another daemon moved them)
-                await self._release(uv, sorted(gone))
+            metas = await self._claim_and_size(session, uv, chunk)
             i = 0
             while i < len(metas):
                 group = self._next_group(metas, i)
@@ -149,6 +144,17 @@ class MailboxSync:
             await self._release_done(uv)
         return did
 
+    async def _claim_and_size(self, session: ImapSession, uv: int, chunk: list[int]) -> list[Meta]:
+        """Claim the UIDs of `chunk` and fetch the size and date of those this daemon got; the ones expunged
+        meanwhile (another daemon moved them) are let go."""
+        claimed = await self._claims(claims.claim_many, uv, chunk, self.owner, self.cfg.lease_seconds)
+        mine = [u for u in chunk if claimed.get(u) == claims.CLAIMED]
+        metas = await session.fetch_meta(mine)
+        gone = set(mine) - {m.uid for m in metas}
+        if gone:
+            await self._release(uv, sorted(gone))
+        return metas
+
     async def _take_arrivals(self, session: ImapSession) -> None:
         """During a pass, at most every ARRIVALS_EVERY seconds: the UIDs above all this pass has seen are
         claimed and started now, ahead of the rest of the backlog; small ones need not wait for a place."""
@@ -162,13 +168,7 @@ class MailboxSync:
         self._high = max(fresh)
         log.info("arrivals_first", count=len(fresh))
         for start in range(0, len(fresh), self.cfg.batch_size):
-            chunk = fresh[start : start + self.cfg.batch_size]
-            claimed = await self._claims(claims.claim_many, uv, chunk, self.owner, self.cfg.lease_seconds)
-            mine = [u for u in chunk if claimed.get(u) == claims.CLAIMED]
-            metas = await session.fetch_meta(mine)
-            gone = set(mine) - {m.uid for m in metas}
-            if gone:
-                await self._release(uv, sorted(gone))
+            metas = await self._claim_and_size(session, uv, fresh[start : start + self.cfg.batch_size])
             i = 0
             while i < len(metas):
                 group = self._next_group(metas, i)
