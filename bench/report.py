@@ -126,10 +126,19 @@ def one_line(res: dict[str, Any]) -> str:
                 + ("" if res["valid"] else ", **drained before the arrivals ended: not valid**")
                 + f"): p50 {_f(s['p50'])} s p95 {_f(s['p95'])} s p99 {_f(s['p99'])} s "
                 f"(small p95 {_f(sm['p95'])} s, medium p95 {_f(md['p95'])} s); backlog drained in "
-                f"{_f(res['backlog_drain_s'], 0)} s")
+                f"{_f(res['backlog_drain_s'], 0)} s" + _split_line(res.get("split", {})))
     s = res["small_medium"]
     return (f"{res['messages']} msgs at {res['achieved_rate']:.1f}/s: small/medium p50 {_f(s['p50'])} s "
             f"p95 {_f(s['p95'])} s p99 {_f(s['p99'])} s; big p95 {_f(res['big_processed']['p95'])} s")
+
+
+def _split_line(split: dict[str, Any]) -> str:
+    """The slowest 5 % of the arrivals, part by part (the profile the p95 target needs)."""
+    slow = split.get("slowest_5pct_mean")
+    if not slow:
+        return ""
+    parts = ", ".join(f"{k} {_f(v)}" for k, v in slow.items() if k != "total" and v and v >= 0.005)
+    return f"; slowest 5 %: {_f(slow['total'])} s = {parts}"
 
 
 # -- rendering ------------------------------------------------------------------------------------------
@@ -363,6 +372,21 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                 f"{m('small.p50')} / {m('small.p95')} / {m('small.p99')} | "
                 f"{m('medium.p50')} / {m('medium.p95')} / {m('medium.p99')} | "
                 f"{m('backlog_drain_s', 0)} ({m('backlog_rate')}) |")
+        split_rows = [(db, rs) for db, rs in _by_db(arr_runs, dbs) if any(r.get("split", {}).get("n") for r in rs)]
+        if split_rows:
+            keys = ["pickup", "scan", "parse", "classify", "extract", "comment", "other_stages", "record", "between",
+                    "total"]
+            lines += ["", "Where an arrival's time goes (seconds; median over each run's arrivals, then the median of "
+                      "the runs; `slowest 5 %`: the mean over the arrivals at or above p95). pickup: from the APPEND "
+                      "to the start of its first stage (the look for new mail, claim, size and body fetch, a free "
+                      "place and a worker thread); scan includes the attachment scans; other_stages: received, "
+                      "headers, size, duplicate; record: from the last stage to `recorded`; between: the rest "
+                      "(waits between stages).", "",
+                      "| database | over | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+            for db, rs in split_rows:
+                for label, path in (("median", "split.median"), ("slowest 5 %", "split.slowest_5pct_mean")):
+                    cells = [_f(_medians(rs, f"{path}.{k}")[0]) for k in keys]
+                    lines.append(f"| {db} | {label} | " + " | ".join(cells) + " |")
 
     # -- linear
     lin = [r for r in runs if r["kind"] == "backlog" and r["intake"].get("linear")]

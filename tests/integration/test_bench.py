@@ -85,6 +85,18 @@ def test_analysis_helpers() -> None:
     split = runner.stage_split(events, [{"id": 1}])
     assert split["wall_s_by_stage"]["scan"] == pytest.approx(0.15)
     assert split["wall_s_by_stage"]["record"] == pytest.approx(0.25)
+    # An arrival APPENDed at 23:59:59.5 (its record created at .4): 0.5 s before its first stage began; with
+    # its attachment scan logged 50 ms later, those 50 ms are time between stages.
+    appended_at = runner._ts({"timestamp": "2026-01-09T23:59:59.500000Z"})
+    created = runner._ts({"timestamp": "2026-01-10T00:00:00.400000Z"})
+    events[1]["timestamp"] = "2026-01-10T00:00:00.200000Z"
+    arr = runner.arrival_split(events, [{"id": 1, "uid": 7, "created": created}], {7: appended_at})
+    assert arr["n"] == 1 and arr["slowest_n"] == 1
+    med = arr["median"]
+    assert med["pickup"] == pytest.approx(0.5) and med["scan"] == pytest.approx(0.15)
+    assert med["record"] == pytest.approx(0.2) and med["between"] == pytest.approx(0.05)
+    assert med["total"] == pytest.approx(0.9) and med["parse"] == 0
+    assert runner.arrival_split(events, [{"id": 1, "uid": 8, "created": created}], {7: appended_at}) == {"n": 0}
 
 
 def test_baseline_fetches_and_scans_every_message(tmp_path: Path, clamd: Clamd) -> None:
@@ -151,6 +163,13 @@ def _check_arrivals(results: dict[str, Any], report_text: str, db: str) -> None:
     for stats in (sm, r["small"], r["medium"]):
         assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"] <= stats["max"]
     assert "## Latency while a backlog drains" in report_text
+    # The profile of the arrivals: every arrival's time split, the parts adding up to its latency.
+    split = r["split"]
+    assert split["n"] == 60
+    med = split["median"]
+    assert med["scan"] > 0 and med["parse"] > 0 and med["pickup"] > 0
+    assert med["total"] == pytest.approx(sm["p50"], rel=0.01)
+    assert f"| {db} | slowest 5 % |" in report_text
     assert any(line.startswith(f"| {db} | 60 |") for line in report_text.splitlines())
 
 
