@@ -374,12 +374,13 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                 f"{m('backlog_drain_s', 0)} ({m('backlog_rate')}) |")
         split_rows = [(db, rs) for db, rs in _by_db(arr_runs, dbs) if any(r.get("split", {}).get("n") for r in rs)]
         if split_rows:
-            keys = ["pickup", "scan", "parse", "classify", "extract", "comment", "other_stages", "record", "between",
-                    "total"]
+            keys = ["pickup", "look", "take", "scan", "parse", "classify", "extract", "comment", "other_stages",
+                    "record", "between", "total"]
             lines += ["", "Where an arrival's time goes (seconds; median over each run's arrivals, then the median of "
                       "the runs; `slowest 5 %`: the mean over the arrivals at or above p95). pickup: from the APPEND "
-                      "to the start of its first stage (the look for new mail, claim, size and body fetch, a free "
-                      "place and a worker thread); scan includes the attachment scans; other_stages: received, "
+                      "to the start of its first stage, split into look (until the first `arrivals_first` event "
+                      "after the APPEND) and take (claim, size and body fetch, a free place and a worker thread); "
+                      "scan includes the attachment scans; other_stages: received, "
                       "headers, size, duplicate; record: from the last stage to `recorded`; between: the rest "
                       "(waits between stages).", "",
                       "| database | over | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]

@@ -13,6 +13,7 @@ and the backlog records are only counted (how many were still to come when the a
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import imaplib
@@ -353,6 +354,7 @@ def arrival_split(events: list[dict[str, Any]], rows: list[dict[str, Any]],
     parts: dict[str, dict[str, float]] = defaultdict(dict)
     last_at: dict[str, float] = {}
     record_of: dict[int, str] = {}
+    looks = sorted(_ts(e) for e in events if e.get("event") == "arrivals_first")
     for e in events:
         if e.get("component") != "pipeline":
             continue
@@ -375,10 +377,18 @@ def arrival_split(events: list[dict[str, Any]], rows: list[dict[str, Any]],
             continue
         split = dict(parts[sha])
         split["pickup"] = max(0.0, started[sha] - at)
+        # Within pickup: `look`, until the first look for new mail that logged a find after the APPEND (the
+        # `arrivals_first` event, count only: taken as this arrival's), and `take`, the rest.
+        k = bisect.bisect_left(looks, at)
+        if k < len(looks) and looks[k] <= started[sha]:
+            split["look"] = looks[k] - at
+            split["take"] = split["pickup"] - split["look"]
         split["total"] = r["created"] - at
-        split["between"] = max(0.0, split["total"] - sum(v for k, v in split.items() if k != "total"))
+        split["between"] = max(0.0, split["total"] - sum(v for k, v in split.items()
+                                                          if k not in ("total", "look", "take")))
         per.append(split)
-    keys = ["pickup", *dict.fromkeys(STAGE_GROUPS.values()), "other_stages", "record", "between", "total"]
+    keys = ["pickup", "look", "take", *dict.fromkeys(STAGE_GROUPS.values()), "other_stages", "record", "between",
+            "total"]
     if not per:
         return {"n": 0}
     cut = _pct([p["total"] for p in per], 0.95)

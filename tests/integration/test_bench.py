@@ -96,6 +96,12 @@ def test_analysis_helpers() -> None:
     assert med["pickup"] == pytest.approx(0.5) and med["scan"] == pytest.approx(0.15)
     assert med["record"] == pytest.approx(0.2) and med["between"] == pytest.approx(0.05)
     assert med["total"] == pytest.approx(0.9) and med["parse"] == 0
+    # A look for new mail that found something 0.3 s after the APPEND splits the pickup into look and take.
+    events.append({"component": "imap", "event": "arrivals_first", "count": 1,
+                   "timestamp": "2026-01-09T23:59:59.800000Z"})
+    med = runner.arrival_split(events, [{"id": 1, "uid": 7, "created": created}], {7: appended_at})["median"]
+    assert med["look"] == pytest.approx(0.3) and med["take"] == pytest.approx(0.2)
+    assert med["between"] == pytest.approx(0.05)  # look and take are inside pickup, not added to it
     assert runner.arrival_split(events, [{"id": 1, "uid": 8, "created": created}], {7: appended_at}) == {"n": 0}
 
 
