@@ -126,7 +126,8 @@ def one_line(res: dict[str, Any]) -> str:
                 + ("" if res["valid"] else ", **drained before the arrivals ended: not valid**")
                 + f"): p50 {_f(s['p50'])} s p95 {_f(s['p95'])} s p99 {_f(s['p99'])} s "
                 f"(small p95 {_f(sm['p95'])} s, medium p95 {_f(md['p95'])} s); backlog drained in "
-                f"{_f(res['backlog_drain_s'], 0)} s" + _split_line(res.get("split", {})))
+                f"{_f(res['backlog_drain_s'], 0)} s" + _split_line(res.get("split", {}))
+                + _looks_line(res.get("looks", {})))
     s = res["small_medium"]
     return (f"{res['messages']} msgs at {res['achieved_rate']:.1f}/s: small/medium p50 {_f(s['p50'])} s "
             f"p95 {_f(s['p95'])} s p99 {_f(s['p99'])} s; big p95 {_f(res['big_processed']['p95'])} s")
@@ -139,6 +140,14 @@ def _split_line(split: dict[str, Any]) -> str:
         return ""
     parts = ", ".join(f"{k} {_f(v)}" for k, v in slow.items() if k != "total" and v and v >= 0.005)
     return f"; slowest 5 %: {_f(slow['total'])} s = {parts}"
+
+
+def _looks_line(looks: dict[str, Any]) -> str:
+    """The looks for new mail, p50/p95 in ms of each part (see look_profile)."""
+    if not looks:
+        return ""
+    return "; looks: " + ", ".join(f"{k.removesuffix('_ms')} {_f(v.get('p50'), 0)}/{_f(v.get('p95'), 0)}"
+                                   for k, v in looks.items())
 
 
 # -- rendering ------------------------------------------------------------------------------------------
@@ -388,6 +397,17 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                 for label, path in (("median", "split.median"), ("slowest 5 %", "split.slowest_5pct_mean")):
                     cells = [_f(_medians(rs, f"{path}.{k}")[0]) for k in keys]
                     lines.append(f"| {db} | {label} | " + " | ".join(cells) + " |")
+            looks = ["since_last_look_ms", "search_ms", "claim_ms", "wait_ms", "fetch_ms"]
+            lines += ["", "The daemon's looks for new mail that found some (ms, p50 / p95 over the looks, median of "
+                      "the runs): since the look before (ARRIVALS_EVERY is 250 ms; more means the pass was busy "
+                      "elsewhere), the search, then taking what it found: the claim with the size fetch, the wait "
+                      "for a place, the body fetch and start.", "",
+                      "| database | looks | " + " | ".join(k.removesuffix("_ms") for k in looks) + " |",
+                      "|---" * (len(looks) + 2) + "|"]
+            for db, rs in split_rows:
+                cells = [f"{_f(_medians(rs, f'looks.{k}.p50')[0], 0)} / {_f(_medians(rs, f'looks.{k}.p95')[0], 0)}"
+                         for k in looks]
+                lines.append(f"| {db} | {_f(_medians(rs, 'looks.search_ms.n')[0], 0)} | " + " | ".join(cells) + " |")
 
     # -- linear
     lin = [r for r in runs if r["kind"] == "backlog" and r["intake"].get("linear")]

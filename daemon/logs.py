@@ -22,6 +22,8 @@ ALLOWED_KEYS = frozenset({
     "listener", "reply", "recipients", "at",
     "rss_kb", "state", "imap_bytes",
     "error_class", "exitcode", "stderr_bytes", "format", "budget_s", "limit",
+    # timings of a look for new mail during a pass (daemon/sources/imap/sync.py), numbers only
+    "since_last_look_ms", "search_ms", "claim_ms", "wait_ms", "fetch_ms",
 })
 _MAX_STR = 200
 

@@ -102,6 +102,12 @@ def test_analysis_helpers() -> None:
     med = runner.arrival_split(events, [{"id": 1, "uid": 7, "created": created}], {7: appended_at})["median"]
     assert med["look"] == pytest.approx(0.3) and med["take"] == pytest.approx(0.2)
     assert med["between"] == pytest.approx(0.05)  # look and take are inside pickup, not added to it
+    looks = runner.look_profile([
+        {"event": "arrivals_first", "since_last_look_ms": 250, "search_ms": 2},
+        {"event": "arrivals_first", "since_last_look_ms": 1250, "search_ms": 4},
+        {"event": "arrivals_taken", "claim_ms": 30, "wait_ms": 0, "fetch_ms": 10}])
+    assert looks["since_last_look_ms"] == {"n": 2, "p50": 750.0, "p95": pytest.approx(1200.0)}
+    assert looks["claim_ms"]["n"] == 1 and looks["fetch_ms"]["p50"] == 10.0
     assert runner.arrival_split(events, [{"id": 1, "uid": 8, "created": created}], {7: appended_at}) == {"n": 0}
 
 
@@ -176,6 +182,10 @@ def _check_arrivals(results: dict[str, Any], report_text: str, db: str) -> None:
     assert med["scan"] > 0 and med["parse"] > 0 and med["pickup"] > 0
     assert med["total"] == pytest.approx(sm["p50"], rel=0.01)
     assert f"| {db} | slowest 5 % |" in report_text
+    # The daemon logged each look that found new mail, and what taking it cost.
+    looks = r["looks"]
+    assert looks["since_last_look_ms"]["n"] >= 1 and looks["claim_ms"]["n"] >= 1
+    assert looks["fetch_ms"]["p50"] >= 0 and "| since_last_look | search | claim | wait | fetch |" in report_text
     assert any(line.startswith(f"| {db} | 60 |") for line in report_text.splitlines())
 
 
