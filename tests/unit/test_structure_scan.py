@@ -40,3 +40,37 @@ def test_a_big_base64_part_is_measured_with_its_boundaries() -> None:
            + body + b"--b--\r\n")
     shape = measure(raw, StructureLimits())
     assert isinstance(shape, Shape) and shape.parts == 3 and shape.depth == 1  # the parts are one level down
+
+
+def _dash_lines(k: int, end: bytes) -> bytes:
+    """A multipart whose body has k lines starting with "--" that are no boundary, with `end` line ends."""
+    head = b"Content-Type: multipart/mixed; boundary=\"b\"" + end + end + b"--b" + end + end
+    return head + (b"--x" + end) * k + b"--b--" + end
+
+
+def test_the_search_stays_linear_on_dash_lines_with_cr_only_or_lf_only_line_ends() -> None:
+    # A sender controls the line ends: with CR alone, no LF match bounds the CR search (or the other way round).
+    # Each search must cost the distance to its match, not the rest of the message: doubling the input doubles
+    # the CPU (a search to the end each time quadruples it).
+    import time
+
+    def cpu(raw: bytes) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()  # this process's CPU: other work on the machine does not count
+            measure(raw, StructureLimits())
+            best = min(best, time.process_time() - start)
+        return best
+
+    for end in (b"\r", b"\n", b"\r\n"):
+        t1, t2 = cpu(_dash_lines(20_000, end)), cpu(_dash_lines(40_000, end))
+        assert t2 < 3.5 * t1 + 0.02, (end, t1, t2)
+
+
+def test_dash_line_finds_matches_across_the_search_windows_edges() -> None:
+    # The search looks in windows of 4096, 8192 … bytes: a match on either side of, or across, an edge is found.
+    for end in (b"\n", b"\r"):
+        for at in [*range(4085, 4105), *range(12_275, 12_295), 40_000]:
+            raw = b"a" * at + end + b"--b" + b"a" * 50
+            for pos in (0, 1, at - 3, at + 1):
+                assert _dash_line(raw, pos) == _by_regex(raw, pos), (end, at, pos)
