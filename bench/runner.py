@@ -303,33 +303,41 @@ def wait_recorded(daemon: Daemon, n: int, dovecot: Dovecot, timeout: float, then
 
 
 # -- log analysis --------------------------------------------------------------------------------------
-def stage_split(events: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Wall time per stage summed over messages (from the `stage` events), and the record step derived as the
-    time from a message's last stage event to its `recorded` event (duplicate-text lookup, raw fsync, commit)."""
-    totals: dict[str, float] = defaultdict(float)
+def per_message(events: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Each recorded message's stage times from the pipeline's events, by record id: seconds per stage group
+    (STAGE_GROUPS; other stages under their own name), `record` derived as the time from its last `stage` event to
+    its `recorded` event (duplicate-text lookup, raw fsync, commit), and `_started`, when its first stage began."""
+    by_sha: dict[str, dict[str, float]] = defaultdict(dict)
     last_stage_at: dict[str, float] = {}
-    by_sha_stage: dict[str, dict[str, float]] = defaultdict(dict)
-    record_s: dict[int, float] = {}
-    record_total = 0.0
+    out: dict[int, dict[str, float]] = {}
     for e in events:
         if e.get("component") != "pipeline":
             continue
         sha = str(e.get("sha", ""))
         if e.get("event") == "stage":
-            group = STAGE_GROUPS.get(str(e.get("stage")), str(e.get("stage")))
             seconds = float(e.get("duration_ms", 0.0)) / 1000
-            totals[group] += seconds
-            by_sha_stage[sha][group] = by_sha_stage[sha].get(group, 0.0) + seconds
-            last_stage_at[sha] = _ts(e)
+            at = _ts(e)
+            parts = by_sha[sha]
+            parts.setdefault("_started", at - seconds)
+            group = STAGE_GROUPS.get(str(e.get("stage")), str(e.get("stage")))
+            parts[group] = parts.get(group, 0.0) + seconds
+            last_stage_at[sha] = at
         elif e.get("event") == "recorded" and sha in last_stage_at:
-            seconds = max(0.0, _ts(e) - last_stage_at[sha])
-            record_total += seconds
-            record_s[int(e.get("record", 0))] = seconds
-            by_sha_stage[sha]["record"] = seconds
-            by_sha_stage[sha]["_record_id"] = float(e.get("record", 0))
-    totals["record"] = record_total
-    # The first and the last 1,000 records (by id): mean seconds per stage.
-    per_record = {int(v["_record_id"]): v for v in by_sha_stage.values() if "_record_id" in v}
+            by_sha[sha]["record"] = max(0.0, _ts(e) - last_stage_at[sha])
+            out[int(e.get("record", 0))] = by_sha[sha]
+    return out
+
+
+def stage_split(events: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time per stage summed over messages (from the `stage` events), with the record step (per_message),
+    and the mean per stage of the first and the last 1,000 records."""
+    per_record = per_message(events)
+    totals: dict[str, float] = defaultdict(float)
+    for parts in per_record.values():
+        for k, v in parts.items():
+            if not k.startswith("_"):
+                totals[k] += v
+    totals.setdefault("record", 0.0)
     ids = sorted(r["id"] for r in rows)
     windows: dict[str, dict[str, float]] = {}
     if len(ids) >= 2000:
@@ -347,40 +355,32 @@ def arrival_split(events: list[dict[str, Any]], rows: list[dict[str, Any]],
                   appended: dict[int, float]) -> dict[str, Any]:
     """Where an arrival's latency goes (the profile of the arrivals-during-backlog run): for each arrival,
     `pickup` from its APPEND to the start of its first stage (the look for new mail, the claim, the size and
-    body fetch, a free place and a worker thread), each stage group's own time, `record` (derived as in
-    stage_split), and `between` (the rest: waits between stages for the GIL or a parse turn). Medians over all
-    arrivals, and means over the slowest 5 % (those at or above p95), which are what the target is about."""
-    started: dict[str, float] = {}
-    parts: dict[str, dict[str, float]] = defaultdict(dict)
-    last_at: dict[str, float] = {}
-    record_of: dict[int, str] = {}
+    body fetch, a free place and a worker thread), each stage group's own time, `record` (per_message), and
+    `between` (the rest: waits between stages for the GIL or a parse turn). Medians over all arrivals, and means
+    over the slowest 5 % (those at or above p95), which are what the target is about."""
+    per_record = per_message(events)
     looks = sorted(_ts(e) for e in events if e.get("event") == "arrivals_first")
-    for e in events:
-        if e.get("component") != "pipeline":
-            continue
-        sha = str(e.get("sha", ""))
-        if e.get("event") == "stage":
-            seconds = float(e.get("duration_ms", 0.0)) / 1000
-            at = _ts(e)
-            started.setdefault(sha, at - seconds)
-            group = STAGE_GROUPS.get(str(e.get("stage")), "other_stages")
-            parts[sha][group] = parts[sha].get(group, 0.0) + seconds
-            last_at[sha] = at
-        elif e.get("event") == "recorded" and sha in last_at:
-            parts[sha]["record"] = max(0.0, _ts(e) - last_at[sha])
-            record_of[int(e.get("record", 0))] = sha
+    grouped = set(STAGE_GROUPS.values()) | {"record"}
     per: list[dict[str, float]] = []
     for r in rows:
-        sha = record_of.get(int(r["id"]))
+        parts = per_record.get(int(r["id"]))
         at = appended.get(int(r["uid"] or -1))
-        if sha is None or at is None or sha not in started:
+        if parts is None or at is None or "_started" not in parts:
             continue
-        split = dict(parts[sha])
-        split["pickup"] = max(0.0, started[sha] - at)
+        started = parts["_started"]
+        split: dict[str, float] = {"other_stages": 0.0}
+        for k, v in parts.items():
+            if k.startswith("_"):
+                continue
+            if k in grouped:
+                split[k] = v
+            else:
+                split["other_stages"] += v
+        split["pickup"] = max(0.0, started - at)
         # Within pickup: `look`, until the first look for new mail that logged a find after the APPEND (the
         # `arrivals_first` event, count only: taken as this arrival's), and `take`, the rest.
         k = bisect.bisect_left(looks, at)
-        if k < len(looks) and looks[k] <= started[sha]:
+        if k < len(looks) and looks[k] <= started:
             split["look"] = looks[k] - at
             split["take"] = split["pickup"] - split["look"]
         split["total"] = r["created"] - at
