@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -73,6 +74,18 @@ def start_intake(conf: Path, tmp_path: Path, workdir: Path) -> Daemon:
              60, "the LMTP socket")
     assert daemon.proc is not None and daemon.proc.poll() is None, daemon.text()[-2000:]
     return daemon
+
+
+def queue_empties(mta: Postfix, daemon: Daemon, timeout: float) -> None:
+    """Wait for Postfix's queue to empty; if it does not, say why: the queue, Postfix's last lines, the daemon's."""
+    try:
+        wait_for(lambda: not mta.queue_ids(), timeout, "Postfix's queue to empty")
+    except AssertionError as exc:
+        queue = subprocess.run(["postqueue", "-c", str(mta.etc), "-p"], capture_output=True, text=True, timeout=30)
+        tail = "\n".join(mta.log().splitlines()[-40:])
+        own = "\n".join(daemon.log_path.read_text(errors="replace").splitlines()[-40:])
+        raise AssertionError(f"{exc}\n--- queue\n{queue.stdout[-3000:]}\n--- postfix\n{tail}\n"
+                             f"--- intake\n{own}") from None
 
 
 def deliveries(mta: Postfix, status: str) -> list[str]:
@@ -264,7 +277,7 @@ def test_kill_9_of_the_intake_mid_burst_ends_with_each_message_recorded_once(
     daemon = start_intake(conf, tmp_path, workdir)  # a stale socket file is taken over
     try:
         mta.flush()
-        wait_for(lambda: not mta.queue_ids(), 240, "Postfix's queue to empty")
+        queue_empties(mta, daemon, 240)
         wait_for(lambda: not no_orphans(config, engine), 30, "no orphaned raw files")
     finally:
         assert daemon.stop() == 0
