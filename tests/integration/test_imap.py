@@ -70,9 +70,11 @@ async def until(cond: Callable[[], Any], what: str, timeout: float = 60) -> None
 
 
 @contextlib.asynccontextmanager
-async def watching(imap_cfg: Any, recorder: Any, release: Any) -> AsyncIterator[Any]:
+async def watching(imap_cfg: Any, recorder: Any, release: Any,
+                   prepare: Callable[[Any], None] | None = None) -> AsyncIterator[Any]:
     """An ImapWatcher running in this event loop with its own worker threads, as `intake run` has them; on the
-    way out `release` (a SlowRecord's gate) is opened and the watcher stopped and waited for."""
+    way out `release` (a SlowRecord's gate) is opened and the watcher stopped and waited for. `prepare(watcher)`
+    runs before it connects."""
     from concurrent.futures import ThreadPoolExecutor
 
     from daemon.sources.imap import ImapWatcher
@@ -86,6 +88,8 @@ async def watching(imap_cfg: Any, recorder: Any, release: Any) -> AsyncIterator[
 
     stop = asyncio.Event()
     watcher = ImapWatcher(imap_cfg, recorder, claims.new_owner(), stop, thread)
+    if prepare is not None:
+        prepare(watcher)
     await watcher.connect_first()
     running = asyncio.ensure_future(watcher.run())
     try:
@@ -403,12 +407,16 @@ def test_imap_server_restart_mid_run(tmp_path: Path, config: Config, dovecot: Do
     assert "Traceback" not in daemon.text()
 
 
+@pytest.mark.parametrize("lane", ["lane", "no_lane", "lane_cannot_open", "lane_fails_mid_take"])
 def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
-        tmp_path: Path, sqlite_config: Config, dovecot: Dovecot, clamd: Clamd) -> None:
+        tmp_path: Path, sqlite_config: Config, dovecot: Dovecot, clamd: Clamd, lane: str) -> None:
     # Issue 20: a deadline day is a backlog plus steady arrivals. Before, a mail arriving during a pass waited for
-    # the whole pass (p95 26–34 s in `python -m bench --arrivals-during-backlog`); now a pass looks for new UIDs
-    # every ARRIVALS_EVERY seconds and takes them first. The backlog's records are held at a gate (SlowRecord:
-    # only slowness is staged), so "first" cannot be luck.
+    # the whole pass (p95 26–34 s in `python -m bench --arrivals-during-backlog`); now new mail has a connection
+    # of its own while a pass works through a backlog (the arrivals lane), or, with imap.arrivals_connection =
+    # false or when the lane fails, the pass itself looks every ARRIVALS_EVERY seconds; either takes it first.
+    # The backlog's records are held at a gate (SlowRecord: only slowness is staged), so "first" cannot be luck.
+    # The two lane failures are faults on demand (a refused connection, a FETCH that fails after the claim):
+    # Dovecot cannot be made to fail one connection of two here.
     import asyncio
     import threading
 
@@ -416,8 +424,10 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
     from daemon.pipeline import Intake
     from daemon.rules import load_rules
     from daemon.sources.imap import load_imap_config
+    from daemon.sources.imap.session import ImapError
 
-    conf = write_config(tmp_path, sqlite_config, dovecot, clamd.url, imap={"poll_interval": 3600, "max_in_flight": 2})
+    conf = write_config(tmp_path, sqlite_config, dovecot, clamd.url, imap={
+        "poll_interval": 3600, "max_in_flight": 2, "arrivals_connection": lane != "no_lane"})
     config = load_config(conf)
     imap_cfg = load_imap_config(config)
     assert imap_cfg is not None
@@ -436,16 +446,41 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
     engine = make_engine(config.database_url)
     backlog = [mail(body=f"意見 {i} {SlowRecord.MARK.decode()}", subject=f"溜まった意見 {i}") for i in range(6)]
     arrival = tiny(99, "new")
+    faults: list[str] = []
+    lane_fetched: list[int] = []  # UIDs whose bodies came over the lane's connection
+
+    def prepare(watcher: Any) -> None:
+        opened = watcher.open_lane
+
+        async def refused() -> Any:
+            faults.append("open")
+            raise ImapError("connect_failed:ConnectionRefusedError")
+
+        async def watched() -> Any:
+            session = await opened()
+            real_fetch = session.fetch_bodies
+
+            async def fetch_bodies(uids: list[int], timeout: float) -> Any:
+                if lane == "lane_fails_mid_take" and not faults:
+                    faults.append("fetch")
+                    raise ImapError("connection_lost_during_fetch")
+                lane_fetched.extend(uids)
+                return await real_fetch(uids, timeout)
+
+            session.fetch_bodies = fetch_bodies
+            return session
+
+        watcher.open_lane = refused if lane == "lane_cannot_open" else watched
 
     async def scenario() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, dovecot.append, backlog)
-        async with watching(imap_cfg, gate, gate.release):
+        async with watching(imap_cfg, gate, gate.release, prepare) as watcher:
             await until(lambda: len(entered) == 2, "both places taken by the backlog")
             await loop.run_in_executor(None, dovecot.append, [arrival])
             await until(lambda: count(engine) == 1, "the new mail recorded while the backlog waits at its gate")
             seen = {"in_flight_backlog": len(entered), "released": gate.release.is_set(),
-                    "first": [r.imap_uid for r in records(engine)]}
+                    "first": [r.imap_uid for r in records(engine)], "lanes": watcher.sync.lanes_opened}
             gate.release.set()
             await until(lambda: count(engine) == 7 and dovecot.count() == 0, "the backlog recorded and moved")
             return seen
@@ -456,6 +491,10 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
         engine.dispose()
     assert seen["first"] == [7] and not seen["released"]  # UIDs 1–6 are the backlog, 7 the new mail
     assert seen["in_flight_backlog"] == 2  # no backlog record went past the gate before the new mail was recorded
+    assert seen["lanes"] == {"lane": 1, "no_lane": 0, "lane_cannot_open": 0, "lane_fails_mid_take": 1}[lane]
+    assert faults == {"lane": [], "no_lane": [], "lane_cannot_open": ["open"], "lane_fails_mid_take": ["fetch"]}[lane]
+    # Only the lane took the new mail when it was open and sound; after its fault the pass took it itself.
+    assert lane_fetched == ([7] if lane == "lane" else [])
     rows = records(make_engine(config.database_url))
     assert len(rows) == 7 and len({r.imap_uid for r in rows}) == 7 and all(r.status == "accepted" for r in rows)
 

@@ -203,7 +203,7 @@ def test_gmail_defaults_and_a_public_client(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("imap", "message"), [
-    ({"pasword_file": "/x"}, "imap.pasword_file: unknown key (known: account, auth, "),
+    ({"pasword_file": "/x"}, "imap.pasword_file: unknown key (known: account, arrivals_connection, auth, "),
     ({"auth": "kerberos"}, "imap.auth: 'password' or 'oauth2'"),
     ({"auth": "oauth2"}, "imap.token_source: one of client_credentials, refresh_token, command"),
     ({"auth": "oauth2", "token_source": "client_credentials", "client_id": "a", "tenant": "t",

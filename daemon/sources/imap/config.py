@@ -36,7 +36,7 @@ KNOWN_KEYS = (
     "password_file", "password_credential",
     "poll_interval", "idle_interval", "command_timeout", "connect_timeout", "batch_size", "max_in_flight",
     "max_in_flight_bytes", "lease_seconds", "noop_interval", "backoff_initial", "backoff_max", "startup_attempts",
-    "idle", "move", "qresync",
+    "idle", "move", "qresync", "arrivals_connection",
     # OAuth 2.0
     "auth", "mechanism", "token_source", "provider", "tenant", "token_url", "device_code_url", "client_id",
     "client_secret_file", "client_secret_credential", "client_certificate_file", "client_certificate_credential",
@@ -100,6 +100,9 @@ class ImapConfig:
     use_idle: bool = True
     use_move: bool = True
     use_qresync: bool = True
+    # A second connection, open only while a pass works through a backlog, that looks for new mail every
+    # 0.1 s and takes it at once (daemon/sources/imap/sync.py); false: the pass itself looks between groups.
+    arrivals_connection: bool = True
     auth: str = "password"  # password | oauth2
     oauth2: OAuth2Config | None = None
 
@@ -307,4 +310,5 @@ def load_imap_config(config: Config, env: dict[str, str] | None = None) -> ImapC
         startup_attempts=max(1, section.integer("startup_attempts", 5)),
         use_idle=bool(section.get("idle", bool, True)), use_move=bool(section.get("move", bool, True)),
         use_qresync=bool(section.get("qresync", bool, True)),
+        arrivals_connection=bool(section.get("arrivals_connection", bool, True)),
     )

@@ -219,6 +219,10 @@ class ImapSession:
         mailbox = quoted(self.cfg.mailbox)
         command = self.client.examine(mailbox) if readonly else self.client.select(mailbox)
         response = self._check(await self._cmd(command, what="select"), "select")
+        if readonly:
+            # aioimaplib moves to SELECTED after SELECT only: after EXAMINE it would refuse UID SEARCH/FETCH
+            # ("command UID illegal in state AUTH") although the server has the mailbox open (RFC 3501 6.3.2).
+            self.protocol.state = aioimaplib.SELECTED
         self.uidvalidity = parse_uidvalidity(response.lines) or self.uidvalidity
         if not self.uidvalidity:
             raise ImapError("select_without_uidvalidity")

@@ -21,11 +21,19 @@ of their own beyond max_in_flight; while any of them is in flight the backlog ke
 (BACKLOG_SHARE), so that they share the CPU with fewer records (and steady arrivals never stop the backlog).
 A deadline day is a backlog plus steady arrivals; before, a mail arriving during a pass waited for the whole
 pass (p95 26–34 s with a 300-message backlog in `python -m bench --arrivals-during-backlog`).
+
+Those looks come between two backlog groups, on the pass's own connection: behind a big body fetch and the
+wait for a place, a look came every 0.3 s at the median and 0.5–0.6 s at p95. So while a pass has more than
+max_in_flight messages before it, new mail has a connection of its own (the *arrivals lane*, imap.arrivals_connection):
+opened read-only (EXAMINE) beside the pass's, it looks every LANE_EVERY seconds, claims, sizes and fetches new
+mail itself, and the pass stops looking. Records, moves and claims stay shared, so a UID is still taken once. If
+the lane's connection fails, the pass looks again as before; the lane is closed when the pass ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import time
@@ -53,6 +61,7 @@ HEADER_WEIGHT = 64 * 1024  # what a too-large message weighs in flight: its head
 ARRIVALS_EVERY = 0.25  # seconds between two looks for new mail while a pass works through its backlog
 PRIORITY_SLOTS = 4  # in-flight places beyond max_in_flight for new small mail found during a pass
 BACKLOG_SHARE = 4  # while new mail is in flight the backlog keeps max_in_flight // BACKLOG_SHARE places (at least 1)
+LANE_EVERY = 0.1  # seconds between two looks of the arrivals lane (one UID SEARCH on its own connection)
 
 
 class Recorder(Protocol):
@@ -64,12 +73,22 @@ class Recorder(Protocol):
     def process(self, arrival: Arrival) -> Outcome: ...
 
 
+class Lanes(Protocol):
+    """How the arrivals lane gets its connection (the watcher's, with its TLS, login and token): opened with the
+    mailbox selected read-only, closed (and its traffic accounted) when the pass ends or the lane fails."""
+
+    async def open_lane(self) -> ImapSession: ...
+
+    async def close_lane(self, session: ImapSession) -> None: ...
+
+
 class MailboxSync:
     """The messages of one watcher from their claim to their move: the passes over the mailbox, the records
     in flight (`tasks`), the moves waiting to be sent (`moves`) and the claims still to let go."""
 
     def __init__(self, cfg: ImapConfig, intake: Recorder, owner: str, stop: asyncio.Event,
-                 run_in_thread: Callable[..., Awaitable[Any]], progress: Progress, once: bool) -> None:
+                 run_in_thread: Callable[..., Awaitable[Any]], progress: Progress, once: bool,
+                 lanes: Lanes | None = None) -> None:
         self.cfg = cfg
         self.intake = intake
         self.owner = owner
@@ -90,6 +109,10 @@ class MailboxSync:
         self._looked_at = 0.0
         self._quiet_since = time.monotonic()  # the last record finished or NOOP sent, for wait_some's NOOP
         self._fresh: set[asyncio.Task[Any]] = set()  # records of new mail found during a pass, still in flight
+        self.lanes = lanes if cfg.arrivals_connection and not once else None
+        self._lane: ImapSession | None = None  # the arrivals lane's connection while it is open and sound
+        self._taking = False  # a take of new mail is under way (the lane's and the pass's never overlap)
+        self.lanes_opened = 0  # tests and the log: how many passes had a lane
 
     # -- 1–2. search, skip what is recorded, claim, fetch size and date ----------------------------
     async def sync_pass(self, session: ImapSession) -> bool:
@@ -105,9 +128,15 @@ class MailboxSync:
         # After a UIDVALIDITY change new UIDs may be mail recorded before: each is recognised by its content.
         recognise = bool(new) and await self._claims(claims.has_other_uidvalidity, uv)
         self._high, self._recognise, self._looked_at = max(uids, default=0), recognise, time.monotonic()
+        passing = asyncio.Event()  # set when the pass is through: the lane then closes
+        lane = (asyncio.ensure_future(self._arrivals_lane(uv, passing))
+                if self.lanes is not None and len(new) > self.cfg.max_in_flight else None)
         try:
             did = await self._work_through(session, uv, new, recognise) or did
         finally:
+            passing.set()
+            if lane is not None:
+                await asyncio.wait({lane})  # it ends its take (its records stay in flight) and closes
             self._high = None
         if self.once:
             await self.drain(session, abandon_moves=False)
@@ -156,11 +185,52 @@ class MailboxSync:
             await self._release(uv, sorted(gone))
         return metas
 
-    async def _take_arrivals(self, session: ImapSession) -> None:
-        """During a pass, at most every ARRIVALS_EVERY seconds: the UIDs above all this pass has seen are
-        claimed and started now, ahead of the rest of the backlog; small ones need not wait for a place."""
-        if self._high is None or time.monotonic() - self._looked_at < ARRIVALS_EVERY or self.stop.is_set():
+    async def _arrivals_lane(self, uv: int, passing: asyncio.Event) -> None:
+        """The arrivals lane (see the module docstring): its own connection looks every LANE_EVERY seconds until
+        the pass is through. Any failure closes it and the pass looks again itself: never a failed pass."""
+        assert self.lanes is not None
+        session: ImapSession | None = None
+        try:
+            session = await self.lanes.open_lane()
+            if session.uidvalidity != uv:
+                raise ImapError("lane_uidvalidity_changed")  # the next pass sees the change and sorts it out
+            self._lane = session
+            self.lanes_opened += 1
+            log.info("arrivals_lane", detail="open")
+            while not (passing.is_set() or self.stop.is_set()):
+                await self._take_arrivals(session, LANE_EVERY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(passing.wait(), LANE_EVERY)
+        except Exception as exc:  # IMAP, the database, a bug: the pass goes on and looks for new mail itself
+            log.warning("arrivals_lane_failed", error=str(exc)[:120] if isinstance(exc, ImapError)
+                        else exc.__class__.__name__)
+        finally:
+            self._lane = None
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    await self.lanes.close_lane(session)
+
+    async def _take_arrivals(self, session: ImapSession, every: float = ARRIVALS_EVERY) -> None:
+        """During a pass, at most every `every` seconds: the UIDs above all this pass has seen are claimed and
+        started now, ahead of the rest of the backlog; small ones need not wait for a place. While the arrivals
+        lane is open only the lane looks."""
+        if (self._high is None or time.monotonic() - self._looked_at < every or self.stop.is_set()
+                or self._taking or (self._lane is not None and session is not self._lane)):
             return
+        self._taking, high = True, self._high
+        try:
+            await self._take_new(session)
+        except BaseException:
+            # The lane failed mid-take: what it claimed and did not start is looked for again from the old mark
+            # (what did start is in flight and skipped; our own claims are taken again).
+            if self._high is not None:
+                self._high = high
+            raise
+        finally:
+            self._taking = False
+
+    async def _take_new(self, session: ImapSession) -> None:
+        assert self._high is not None
         now = time.monotonic()
         since, self._looked_at = now - self._looked_at, now
         uv, high = session.uidvalidity, self._high

@@ -47,7 +47,7 @@ class ImapWatcher:
         self.kick = asyncio.Event()  # set by the retry loop when a held IMAP record settled
         self.progress = progress or Progress()
         self.once = once
-        self.sync = MailboxSync(cfg, intake, owner, stop, run_in_thread, self.progress, once)
+        self.sync = MailboxSync(cfg, intake, owner, stop, run_in_thread, self.progress, once, lanes=self)
         self.session: ImapSession | None = None
         self.tokens = make_source(cfg.oauth2) if cfg.oauth2 is not None else None
         self.reauths = 0  # reconnects for a fresh token (tests, and the log)
@@ -71,6 +71,25 @@ class ImapWatcher:
         log.info("connected", uidvalidity=session.uidvalidity, detail=" ".join(sorted(
             c for c in session.capabilities if c in ("IDLE", "MOVE", "UIDPLUS", "QRESYNC", "CONDSTORE"))))
         return session
+
+    async def open_lane(self) -> ImapSession:
+        """The arrivals lane's connection (sync.py): the same server, login and token as the watcher's, with the
+        mailbox opened read-only (EXAMINE): the lane only searches and fetches with BODY.PEEK; moves stay on the
+        watcher's connection."""
+        session = ImapSession(self.cfg, self.tokens)
+        try:
+            await session.connect()
+            await session.login()
+            await session.negotiate()
+            await session.select(readonly=True)
+        except BaseException:
+            await self.close_lane(session)
+            raise
+        return session
+
+    async def close_lane(self, session: ImapSession) -> None:
+        self._account(session)
+        await session.close()
 
     def _account(self, session: ImapSession) -> None:
         if session.client is not None:
