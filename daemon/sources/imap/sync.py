@@ -17,8 +17,9 @@ from the intake at each decision and never kept here: a SIGHUP reload replaces t
 
 New mail does not wait behind a backlog: while a pass works through the UIDs it found at its start, it looks
 for UIDs above them every ARRIVALS_EVERY seconds and takes those first, small ones with PRIORITY_SLOTS places
-of their own beyond max_in_flight; while any of them is in flight the backlog keeps a quarter of its places
-(BACKLOG_SHARE), so that they share the CPU with fewer records (and steady arrivals never stop the backlog).
+of their own beyond max_in_flight; while any of them is in flight the backlog keeps an eighth of its places, at
+least one (BACKLOG_SHARE), so that they share clamd and the CPU with fewer records (and steady arrivals never stop
+the backlog).
 A deadline day is a backlog plus steady arrivals; before, a mail arriving during a pass waited for the whole
 pass (p95 26–34 s with a 300-message backlog in `python -m bench --arrivals-during-backlog`).
 
@@ -60,7 +61,7 @@ FETCH_GROUP_BYTES = 2 * 1024 * 1024
 HEADER_WEIGHT = 64 * 1024  # what a too-large message weighs in flight: its header block only
 ARRIVALS_EVERY = 0.25  # seconds between two looks for new mail while a pass works through its backlog
 PRIORITY_SLOTS = 4  # in-flight places beyond max_in_flight for new small mail found during a pass
-BACKLOG_SHARE = 4  # while new mail is in flight the backlog keeps max_in_flight // BACKLOG_SHARE places (at least 1)
+BACKLOG_SHARE = 8  # while new mail is in flight the backlog keeps max_in_flight // BACKLOG_SHARE places (at least 1)
 LANE_EVERY = 0.1  # seconds between two looks of the arrivals lane (one UID SEARCH on its own connection)
 
 
@@ -320,7 +321,7 @@ class MailboxSync:
                 await self._take_arrivals(session)
 
     def _backlog_yields(self, adding: int) -> bool:
-        """While new mail found during a pass is in flight, the backlog keeps a quarter of max_in_flight: the new
+        """While new mail found during a pass is in flight, the backlog keeps an eighth of max_in_flight: the new
         mail shares the CPU and the GIL with fewer records, and steady arrivals cannot stop the backlog altogether."""
         fresh = self._fresh & self.tasks
         keep = max(1, self.cfg.max_in_flight // BACKLOG_SHARE)
