@@ -399,8 +399,9 @@ def render(results: dict[str, Any], out_path: Path) -> str:
                     lines.append(f"| {db} | {label} | " + " | ".join(cells) + " |")
             looks = ["since_last_look_ms", "search_ms", "claim_ms", "wait_ms", "fetch_ms"]
             lines += ["", "The daemon's looks for new mail that found some (ms, p50 / p95 over the looks, median of "
-                      "the runs): since the look before (ARRIVALS_EVERY is 250 ms; more means the pass was busy "
-                      "elsewhere), the search, then taking what it found: the claim with the size fetch, the wait "
+                      "the runs): since the look before (the arrivals lane looks every 100 ms, a pass without it every "
+                      "250 ms; more means the event loop was busy elsewhere), the search, then taking what it found: "
+                      "the claim with the size fetch, the wait "
                       "for a place, the body fetch and start.", "",
                       "| database | looks | " + " | ".join(k.removesuffix("_ms") for k in looks) + " |",
                       "|---" * (len(looks) + 2) + "|"]

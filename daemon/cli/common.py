@@ -55,12 +55,13 @@ def load_context(args: argparse.Namespace, need_rules: bool = True) -> tuple[Con
     return config, rules
 
 
-def open_sessions(config: Config, check_schema: bool = True) -> Any:
+def open_sessions(config: Config, check_schema: bool = True, pool_size: int | None = None) -> Any:
     """A sessionmaker for the configured database, after checking that its schema is the code's: a command
-    run against an unmigrated database says what to run instead of failing on a missing column."""
+    run against an unmigrated database says what to run instead of failing on a missing column. `pool_size`:
+    the connections to keep (the daemon: its worker threads)."""
     from daemon.store import migrate
 
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, pool_size=pool_size)
     if check_schema:
         try:
             current = migrate.current_revision(engine)

@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.logs import get_logger
     from daemon.metrics import metrics_settings
     from daemon.pipeline import Intake
-    from daemon.service import Service, ServiceError, ServiceOptions
+    from daemon.service import Service, ServiceError, ServiceOptions, worker_threads
     from daemon.sources.imap import load_imap_config
     from daemon.sources.lmtp.config import LmtpConfig
     from daemon.store.db import prepare_sqlite_file
@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("nothing to run: configure [imap], or [lmtp] with enabled = true (README, "
                        "\"Direct delivery over LMTP\")")
     prepare_sqlite_file(config.database_url, config.staff_group)  # 0640, group = staff_group (R12)
-    sessions = open_sessions(config)
+    sessions = open_sessions(config, pool_size=worker_threads(imap))
     intake = Intake.from_config(config, rules)
     intake.sessions = sessions
     try:

@@ -59,6 +59,13 @@ class ServiceError(Exception):
 BACKGROUND_GRACE = 3.0
 
 
+def worker_threads(imap: ImapConfig | None) -> int:
+    """The daemon's worker threads: max_in_flight records, PRIORITY_SLOTS more for new mail during a backlog pass,
+    and 4 for claims, moves and LMTP deliveries (LMTP alone: 4 + 4). Each holds at most one database connection,
+    so the connection pool keeps as many (`intake run`)."""
+    return (imap.max_in_flight + PRIORITY_SLOTS if imap else 4) + 4
+
+
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for `event` at most `timeout` seconds; True when it is set.
 
@@ -92,9 +99,7 @@ class Service:
         self.watcher: ImapWatcher | None = None
         self.abandoned = False  # worker threads still ran when the service stopped
         self.exit_code = 0
-        # max_in_flight records, PRIORITY_SLOTS more for new mail during a backlog pass, and 4 for claims and moves.
-        self._executor = ThreadPoolExecutor(
-            max_workers=(imap.max_in_flight + PRIORITY_SLOTS if imap else 4) + 4, thread_name_prefix="intake")
+        self._executor = ThreadPoolExecutor(max_workers=worker_threads(imap), thread_name_prefix="intake")
         self._clamd: tuple[bool | None, str | None] = (None, None)
         self._last_status_line = ""
         # Alerts (daemon/alerts): the watchers' state machines, fed from the health loop and the pipeline.

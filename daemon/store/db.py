@@ -262,9 +262,14 @@ def _log_file_changed(why: str) -> None:
     get_logger("store").error("database_file_changed", detail=why)
 
 
-def make_engine(url: str, group: str | None = None, **kw: Any) -> Engine:
+def make_engine(url: str, group: str | None = None, pool_size: int | None = None, **kw: Any) -> Engine:
+    """The engine for `url`. `pool_size`: the connections a process keeps (the daemon: one per worker thread).
+    SQLAlchemy's default keeps 5 and opens the rest per checkout and closes them at check-in, which on PostgreSQL
+    is a backend started and ended for most records of a busy daemon (BENCHMARKS.md, issue 20)."""
     if url.startswith("sqlite"):
         path = prepare_sqlite_file(url, group)
+        if pool_size and path is not None:  # a file; an in-memory database has one connection per thread
+            kw = {"pool_size": pool_size, "max_overflow": pool_size, **kw}
         engine = create_engine(url, connect_args={"timeout": 30}, **kw)
         if path is not None:
             watched = _WatchedFile(path.resolve())
@@ -288,6 +293,8 @@ def make_engine(url: str, group: str | None = None, **kw: Any) -> Engine:
             cur.close()
 
         return engine
+    if pool_size:
+        kw = {"pool_size": pool_size, "max_overflow": pool_size, **kw}
     return create_engine(url, pool_pre_ping=True, **kw)
 
 

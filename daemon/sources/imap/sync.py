@@ -200,8 +200,12 @@ class MailboxSync:
             log.info("arrivals_lane", detail="open")
             while not (passing.is_set() or self.stop.is_set()):
                 await self._take_arrivals(session, LANE_EVERY)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(passing.wait(), LANE_EVERY)
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation (bpo-42130)
+                waiter = asyncio.ensure_future(passing.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=LANE_EVERY)
+                finally:
+                    waiter.cancel()
         except Exception as exc:  # IMAP, the database, a bug: the pass goes on and looks for new mail itself
             log.warning("arrivals_lane_failed", error=str(exc)[:120] if isinstance(exc, ImapError)
                         else exc.__class__.__name__)
