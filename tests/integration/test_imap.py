@@ -407,7 +407,7 @@ def test_imap_server_restart_mid_run(tmp_path: Path, config: Config, dovecot: Do
     assert "Traceback" not in daemon.text()
 
 
-@pytest.mark.parametrize("lane", ["lane", "no_lane", "lane_cannot_open", "lane_fails_mid_take"])
+@pytest.mark.parametrize("lane", ["lane", "no_lane", "lane_cannot_open", "lane_fails_mid_take", "lane_never_opens"])
 def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
         tmp_path: Path, sqlite_config: Config, dovecot: Dovecot, clamd: Clamd, lane: str) -> None:
     # Issue 20: a deadline day is a backlog plus steady arrivals. Before, a mail arriving during a pass waited for
@@ -415,8 +415,9 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
     # of its own while a pass works through a backlog (the arrivals lane), or, with imap.arrivals_connection =
     # false or when the lane fails, the pass itself looks every ARRIVALS_EVERY seconds; either takes it first.
     # The backlog's records are held at a gate (SlowRecord: only slowness is staged), so "first" cannot be luck.
-    # The two lane failures are faults on demand (a refused connection, a FETCH that fails after the claim):
-    # Dovecot cannot be made to fail one connection of two here.
+    # The lane failures are faults on demand (a refused connection, a FETCH that fails after the claim, a
+    # connection that never opens): Dovecot cannot be made to fail one connection of two here. The last one
+    # also shows that a pass does not wait for a lane still connecting when it ends.
     import asyncio
     import threading
 
@@ -470,7 +471,11 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
             session.fetch_bodies = fetch_bodies
             return session
 
-        watcher.open_lane = refused if lane == "lane_cannot_open" else watched
+        async def never() -> Any:
+            faults.append("hang")
+            await asyncio.Event().wait()
+
+        watcher.open_lane = {"lane_cannot_open": refused, "lane_never_opens": never}.get(lane, watched)
 
     async def scenario() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -491,8 +496,9 @@ def test_mail_arriving_during_a_backlog_pass_is_recorded_before_the_backlog(
         engine.dispose()
     assert seen["first"] == [7] and not seen["released"]  # UIDs 1–6 are the backlog, 7 the new mail
     assert seen["in_flight_backlog"] == 2  # no backlog record went past the gate before the new mail was recorded
-    assert seen["lanes"] == {"lane": 1, "no_lane": 0, "lane_cannot_open": 0, "lane_fails_mid_take": 1}[lane]
-    assert faults == {"lane": [], "no_lane": [], "lane_cannot_open": ["open"], "lane_fails_mid_take": ["fetch"]}[lane]
+    assert seen["lanes"] == {"lane": 1, "lane_fails_mid_take": 1}.get(lane, 0)
+    assert faults == {"lane_cannot_open": ["open"], "lane_fails_mid_take": ["fetch"], "lane_never_opens": ["hang"]}.get(
+        lane, [])
     # Only the lane took the new mail when it was open and sound; after its fault the pass took it itself.
     assert lane_fetched == ([7] if lane == "lane" else [])
     rows = records(make_engine(config.database_url))

@@ -137,6 +137,8 @@ class MailboxSync:
         finally:
             passing.set()
             if lane is not None:
+                if self._lane is None:
+                    lane.cancel()  # still connecting (or already failed): it has claimed nothing
                 await asyncio.wait({lane})  # it ends its take (its records stay in flight) and closes
             self._high = None
         if self.once:
