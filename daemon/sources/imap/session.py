@@ -118,11 +118,11 @@ class ImapSession:
         return response
 
     # -- opening: connect, log in, learn the server, select ------------------------------------------
-    async def open(self) -> None:
+    async def open(self, readonly: bool = False) -> None:
         await self.connect()
         await self.login()
         await self.negotiate()
-        await self.select()
+        await self.select(readonly)
 
     async def connect(self) -> None:
         """TCP, implicit TLS (the chain and the host name verified) and the server's greeting."""

@@ -113,7 +113,7 @@ class MailboxSync:
         self.lanes = lanes if cfg.arrivals_connection and not once else None
         self._lane: ImapSession | None = None  # the arrivals lane's connection while it is open and sound
         self._taking = False  # a take of new mail is under way (the lane's and the pass's never overlap)
-        self.lanes_opened = 0  # tests and the log: how many passes had a lane
+        self.lanes_opened = 0  # how many passes had a lane (tests; the log has `arrivals_lane`)
 
     # -- 1–2. search, skip what is recorded, claim, fetch size and date ----------------------------
     async def sync_pass(self, session: ImapSession) -> bool:

@@ -78,10 +78,7 @@ class ImapWatcher:
         watcher's connection."""
         session = ImapSession(self.cfg, self.tokens)
         try:
-            await session.connect()
-            await session.login()
-            await session.negotiate()
-            await session.select(readonly=True)
+            await session.open(readonly=True)
         except BaseException:
             await self.close_lane(session)
             raise
